@@ -8,6 +8,9 @@ import (
 	"time"
 )
 
+// nowNs is the wall clock stamped into records; tests replace it for golden files.
+var nowNs = func() int64 { return time.Now().UnixNano() }
+
 // Writer is the single producer of a DATA or OUTBOUND ring. It is not safe for concurrent
 // use: one goroutine owns it. At most one Claim is outstanding at a time.
 type Writer struct {
@@ -177,7 +180,7 @@ func (w *Writer) writePadding(n int64) {
 	le.PutUint32(hdr[RecTypeOffset:], uint32(TypePadding))
 	le.PutUint32(hdr[RecStateOffset:], uint32(StateReleased))
 	le.PutUint64(hdr[RecPositionOffset:], uint64(w.tail))
-	le.PutUint64(hdr[RecProducedOffset:], uint64(time.Now().UnixNano()))
+	le.PutUint64(hdr[RecProducedOffset:], uint64(nowNs()))
 	atomic.StoreInt32(r.i32(off+RecLengthOffset), int32(n))
 	w.tail += n
 	atomic.StoreInt64(r.i64(TailOffset), w.tail)
@@ -201,7 +204,7 @@ func (c *Claim) Commit(rowCount int32) (int64, error) {
 	le.PutUint32(hdr[RecBodyOffsetOffset:], uint32(c.bodyOff))
 	le.PutUint32(hdr[RecReservedOffset:], 0)
 	le.PutUint64(hdr[RecBodyLengthOffset:], uint64(c.bodyLen))
-	le.PutUint64(hdr[RecProducedOffset:], uint64(time.Now().UnixNano()))
+	le.PutUint64(hdr[RecProducedOffset:], uint64(nowNs()))
 	le.PutUint64(hdr[RecPositionOffset:], uint64(c.pos))
 	if c.typ == TypeArrow {
 		// zero the alignment gap between the message prefix and the body
