@@ -20,6 +20,7 @@ type Writer struct {
 	nextID  int64
 	claimed bool
 	closed  bool
+	claim   Claim // reused: at most one claim is outstanding
 }
 
 // NewWriter attaches to r as its producer. The ring must be a DATA or OUTBOUND ring that
@@ -64,7 +65,7 @@ func (w *Writer) NextBatchID() int64 { return w.nextID }
 
 // Claim is space reserved in the ring for one record. Its slices point straight into the
 // shared mapping: fill them in place, then Commit (or Abort). They stop being valid at
-// Commit/Abort.
+// Commit/Abort. The Writer reuses one Claim value: a *Claim is valid until the next claim.
 type Claim struct {
 	w        *Writer
 	pos      int64
@@ -141,7 +142,8 @@ func (w *Writer) TryClaim(typ RecordType, metaLen, bodyLen int) (*Claim, error) 
 		if free < aligned {
 			return nil, ErrFull
 		}
-		c := &Claim{w: w, pos: w.tail, off: r.area(w.tail), length: length, typ: typ,
+		c := &w.claim
+		*c = Claim{w: w, pos: w.tail, off: r.area(w.tail), length: length, typ: typ,
 			metaLen: int64(metaLen), bodyOff: bodyOff, bodyLen: int64(bodyLen)}
 		atomic.StoreInt32(r.i32(c.off+RecStateOffset), 0) // clear last lap's state first
 		atomic.StoreInt32(r.i32(c.off+RecLengthOffset), int32(-length))
