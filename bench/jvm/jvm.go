@@ -1,0 +1,75 @@
+// Package jvm launches the Java side of the project (jvm-reader's classes) as real
+// separate processes, for cross-process tests, benches and the demo.
+package jvm
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Flags every JVM of the project needs (Arrow Java's memory access on Java 17).
+var Flags = []string{
+	"--add-opens=java.base/java.nio=ALL-UNNAMED",
+	"--add-opens=java.base/sun.nio.ch=ALL-UNNAMED",
+	"-XX:+UseG1GC",
+}
+
+// RepoRoot finds the repository root (the directory holding go.mod) from the working
+// directory upwards.
+func RepoRoot() (string, error) {
+	d, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		p := filepath.Dir(d)
+		if p == d {
+			return "", errors.New("jvm: go.mod not found above the working directory")
+		}
+		d = p
+	}
+}
+
+// Classpath returns jvm-reader's compiled classes plus the dependency classpath that
+// `make jvm` (mvn package) writes to jvm-reader/target/classpath.txt.
+func Classpath() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	t := filepath.Join(root, "jvm-reader", "target")
+	cp, err := os.ReadFile(filepath.Join(t, "classpath.txt"))
+	if err != nil {
+		return "", fmt.Errorf("jvm: %w: build the Java side first (make jvm)", err)
+	}
+	classes := filepath.Join(t, "classes")
+	if _, err := os.Stat(classes); err != nil {
+		return "", fmt.Errorf("jvm: %w: build the Java side first (make jvm)", err)
+	}
+	return classes + string(os.PathListSeparator) + filepath.Join(t, "test-classes") + string(os.PathListSeparator) + strings.TrimSpace(string(cp)), nil
+}
+
+// Command returns an exec.Cmd running mainClass with args in a new JVM. extraJVM are
+// JVM options placed before the class (e.g. -Xmx, -XX:StartFlightRecording=...).
+func Command(extraJVM []string, mainClass string, args ...string) (*exec.Cmd, error) {
+	cp, err := Classpath()
+	if err != nil {
+		return nil, err
+	}
+	java := "java"
+	if h := os.Getenv("JAVA_HOME"); h != "" {
+		java = filepath.Join(h, "bin", "java")
+	}
+	a := append([]string{}, Flags...)
+	a = append(a, extraJVM...)
+	a = append(a, "-cp", cp, mainClass)
+	a = append(a, args...)
+	return exec.Command(java, a...), nil
+}
