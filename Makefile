@@ -1,0 +1,53 @@
+# pubsub-shm: the commands a user needs. Everything is fetched by the build itself
+# (Go modules from the module proxy, Maven artifacts from Maven Central).
+SHELL := /bin/bash
+GO    ?= go
+MVN   ?= mvn -B -q -f jvm-reader/pom.xml
+GOTEST_FLAGS ?= -race -count=1 -timeout 20m
+
+.PHONY: all build jvm go-build test test-go test-cross test-java check-clean bench-ring fuzz clean
+
+all: build
+
+build: go-build jvm
+
+go-build:
+	$(GO) build ./...
+	$(GO) vet ./...
+
+# The Java side: compiled classes, test classes, the shaded connector jar, and
+# target/classpath.txt for the Go tests that start real JVMs.
+jvm:
+	$(MVN) -DskipTests package
+
+## test: every test. Go unit tests with -race, the Java tests, the cross-language golden
+## files both ways, and the cross-process tests (real Go and Java processes).
+test: go-build jvm test-go test-java test-cross check-clean
+
+test-go:
+	$(GO) test $(GOTEST_FLAGS) ./...
+
+test-java:
+	$(MVN) test
+
+test-cross:
+	$(GO) test -tags crossproc -count=1 -timeout 20m -run 'CrossProcess' -v ./...
+
+# Fails if a test left ring files in /dev/shm or processes behind.
+check-clean:
+	@left=$$(ls -A /dev/shm 2>/dev/null | grep -E '^(ringbuf-test-|arrowbatch-test-|pubsub-shm)' || true); \
+	if [ -n "$$left" ]; then echo "tests left files in /dev/shm: $$left"; exit 1; fi
+
+## bench-ring: Go generator -> ring -> JVM consumer verifying every byte (bench/out/ring.json)
+bench-ring: go-build jvm
+	mkdir -p bench/out
+	$(GO) run ./bench/cmd/benchring -out bench/out/ring.json
+
+## fuzz: each Go fuzz target for a fixed time (FUZZTIME, default 30s)
+FUZZTIME ?= 30s
+fuzz:
+	for f in FuzzRingImage FuzzParseRecord FuzzParseCommitRecord; do \
+	  $(GO) test ./ringbuf -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -parallel 1 || exit 1; done
+
+clean:
+	rm -rf bench/out jvm-reader/target
