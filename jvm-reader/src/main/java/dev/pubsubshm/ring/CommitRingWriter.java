@@ -6,7 +6,6 @@ import java.nio.file.Path;
 import java.time.Instant;
 import java.util.Objects;
 import java.util.concurrent.TimeUnit;
-import java.util.function.LongConsumer;
 import java.util.function.LongSupplier;
 
 import static dev.pubsubshm.ring.RingDescriptor.*;
@@ -60,20 +59,20 @@ public final class CommitRingWriter implements AutoCloseable
         private final LongSupplier nanoClock;
         private final LongSupplier unixNanoClock;
         private final long fullTimeoutNs;
-        private final LongConsumer beforePublish;
+        private final WriteHook hook;
 
         private Config(
             final ProcessIdentity identity,
             final LongSupplier nanoClock,
             final LongSupplier unixNanoClock,
             final long fullTimeoutNs,
-            final LongConsumer beforePublish)
+            final WriteHook hook)
         {
             this.identity = identity;
             this.nanoClock = nanoClock;
             this.unixNanoClock = unixNanoClock;
             this.fullTimeoutNs = fullTimeoutNs;
-            this.beforePublish = beforePublish;
+            this.hook = hook;
         }
 
         /**
@@ -95,7 +94,7 @@ public final class CommitRingWriter implements AutoCloseable
          */
         public Config identity(final ProcessIdentity identity)
         {
-            return new Config(Objects.requireNonNull(identity), nanoClock, unixNanoClock, fullTimeoutNs, beforePublish);
+            return new Config(Objects.requireNonNull(identity), nanoClock, unixNanoClock, fullTimeoutNs, hook);
         }
 
         /**
@@ -106,7 +105,7 @@ public final class CommitRingWriter implements AutoCloseable
          */
         public Config nanoClock(final LongSupplier nanoClock)
         {
-            return new Config(identity, Objects.requireNonNull(nanoClock), unixNanoClock, fullTimeoutNs, beforePublish);
+            return new Config(identity, Objects.requireNonNull(nanoClock), unixNanoClock, fullTimeoutNs, hook);
         }
 
         /**
@@ -117,7 +116,7 @@ public final class CommitRingWriter implements AutoCloseable
          */
         public Config unixNanoClock(final LongSupplier unixNanoClock)
         {
-            return new Config(identity, nanoClock, Objects.requireNonNull(unixNanoClock), fullTimeoutNs, beforePublish);
+            return new Config(identity, nanoClock, Objects.requireNonNull(unixNanoClock), fullTimeoutNs, hook);
         }
 
         /**
@@ -133,13 +132,27 @@ public final class CommitRingWriter implements AutoCloseable
             {
                 throw new IllegalArgumentException("fullTimeout=" + timeout + " " + unit + " must be >= 0");
             }
-            return new Config(identity, nanoClock, unixNanoClock, unit.toNanos(timeout), beforePublish);
+            return new Config(identity, nanoClock, unixNanoClock, unit.toNanos(timeout), hook);
         }
 
-        /** Test hook: runs with the slot position after the fields are written, before publishing. */
-        Config beforePublish(final LongConsumer hook)
+        /** Test hook into the claim/publish steps, to play a consumer that abandons slots. */
+        Config hook(final WriteHook hook)
         {
             return new Config(identity, nanoClock, unixNanoClock, fullTimeoutNs, hook);
+        }
+    }
+
+    /** Test hook into the steps of a write; production passes none. */
+    interface WriteHook
+    {
+        /** After {@code tail_position} moved past the slot, before its length is claimed. */
+        default void afterTailClaim(final long position)
+        {
+        }
+
+        /** After the fields are written, before the publishing compare-and-swap. */
+        default void beforePublish(final long position)
+        {
         }
     }
 
@@ -151,7 +164,7 @@ public final class CommitRingWriter implements AutoCloseable
     private final LongSupplier nanoClock;
     private final LongSupplier unixNanoClock;
     private final long fullTimeoutNs;
-    private final LongConsumer beforePublish;
+    private final WriteHook hook;
 
     @SuppressWarnings("unused") // accessed through LAST_HEARTBEAT
     private volatile long lastHeartbeatNs;
@@ -195,7 +208,7 @@ public final class CommitRingWriter implements AutoCloseable
         this.nanoClock = config.nanoClock;
         this.unixNanoClock = config.unixNanoClock;
         this.fullTimeoutNs = config.fullTimeoutNs;
-        this.beforePublish = config.beforePublish;
+        this.hook = config.hook;
         final long now = nanoClock.getAsLong();
         LAST_HEARTBEAT.setVolatile(this, now);
         ring.attach(RingFile.Side.PRODUCER, identity, now);
@@ -347,6 +360,10 @@ public final class CommitRingWriter implements AutoCloseable
                 continue;
             }
             final int offset = ring.offsetOf(tail);
+            if (hook != null)
+            {
+                hook.afterTailClaim(tail);
+            }
             if (!ring.compareAndSetInt(offset + COMMIT_LENGTH_OFFSET, 0, COMMIT_LENGTH_CLAIMED))
             {
                 continue; // abandoned as PADDING by the consumer before we got to it
@@ -360,9 +377,9 @@ public final class CommitRingWriter implements AutoCloseable
             ring.putLong(offset + COMMIT_DATA_RING_INSTANCE_ID_OFFSET, dataRingInstanceId);
             ring.putLong(offset + COMMIT_PRODUCED_UNIX_NS_OFFSET, unixNanoClock.getAsLong());
             ring.putLong(offset + COMMIT_RESERVED_OFFSET, 0);
-            if (beforePublish != null)
+            if (hook != null)
             {
-                beforePublish.accept(tail);
+                hook.beforePublish(tail);
             }
             if (ring.compareAndSetInt(offset + COMMIT_LENGTH_OFFSET, COMMIT_LENGTH_CLAIMED, COMMIT_RECORD_LENGTH))
             {
