@@ -18,11 +18,18 @@ import static dev.pubsubshm.ring.RingFormatException.Kind;
  *
  * <p><b>Protocol.</b> Claim a slot by compare-and-swap of {@code tail_position} from
  * {@code t} to {@code t + 64} (only while {@code tail - head < capacity}), then
- * compare-and-swap the slot's {@code length} from 0 to -64; if that fails the consumer has
- * abandoned the slot as PADDING, so claim again. Write the fields, then publish with a
+ * compare-and-swap the slot's {@code length} from 0 to -64; if that fails the consumer is
+ * abandoning the slot, so claim again; if it succeeds but {@code head > t}, the consumer
+ * already abandoned and recycled position {@code t} while this producer stalled, so give the
+ * slot back (-64 to 0) and claim again. Write the fields, then publish with a
  * compare-and-swap of {@code length} from -64 to 64; if that fails the consumer declared the
  * slot abandoned (this producer stalled past the unblock timeout), so the record is written
  * again in a new slot.
+ *
+ * <p>Known limit of the length-only handshake: a producer that stalls past the unblock
+ * timeout <em>and</em> a whole lap of the ring, between writing its fields and publishing,
+ * could publish another producer's slot of the next lap (ABA). The consumer's check that
+ * {@code position} equals {@code head} catches the mismatched position such a slot carries.
  *
  * <p><b>Memory.</b> The writer holds its own reference to the ring from construction until
  * {@link #close()}; nothing it returns points into the mapping.
@@ -366,7 +373,14 @@ public final class CommitRingWriter implements AutoCloseable
             }
             if (!ring.compareAndSetInt(offset + COMMIT_LENGTH_OFFSET, 0, COMMIT_LENGTH_CLAIMED))
             {
-                continue; // abandoned as PADDING by the consumer before we got to it
+                continue; // the consumer is abandoning this slot: claim again
+            }
+            if (ring.getLongVolatile(HEAD_POSITION_OFFSET) > tail)
+            {
+                // We stalled past the unblock timeout: the consumer abandoned and recycled
+                // this position, and the zeroed slot now belongs to the next lap. Give it back.
+                ring.compareAndSetInt(offset + COMMIT_LENGTH_OFFSET, COMMIT_LENGTH_CLAIMED, 0);
+                continue;
             }
             ring.putInt(offset + COMMIT_TYPE_OFFSET, type);
             ring.putLong(offset + COMMIT_POSITION_OFFSET, tail);

@@ -147,7 +147,7 @@ class CommitRingWriterTest
     }
 
     @Test
-    void aSlotAbandonedBeforeItsLengthIsClaimedIsSkipped()
+    void aSlotRecycledBeforeItsLengthIsClaimedIsGivenBack()
     {
         final Path path = TestRings.createCommit(dir, 4096);
         try (RingFile ring = RingFile.open(path); RingFile consumerRing = RingFile.open(path))
@@ -166,10 +166,11 @@ class CommitRingWriterTest
             };
             try (CommitRingWriter writer = new CommitRingWriter(ring, fixed().hook(stall)))
             {
-                assertEquals(64, writer.commit(1, INSTANCE, 1, 2), "slot 0 was abandoned; the record went to slot 64");
+                assertEquals(64, writer.commit(1, INSTANCE, 1, 2), "slot 0 was recycled; the record went to slot 64");
             }
+            assertEquals(0, ring.getInt(ring.offsetOf(0) + COMMIT_LENGTH_OFFSET), "the recycled slot was given back");
             final List<TestCommitConsumer.Commit> got = new ArrayList<>();
-            assertEquals(2, new TestCommitConsumer(consumerRing).drain(got::add), "padding and record");
+            assertEquals(1, new TestCommitConsumer(consumerRing).drain(got::add));
             assertEquals(1, got.size());
             assertEquals(64, got.get(0).position());
             assertEquals(2, got.get(0).last());
@@ -198,7 +199,8 @@ class CommitRingWriterTest
             {
                 assertEquals(64, writer.nack(2, INSTANCE, 7, 9));
             }
-            assertEquals(COMMIT_TYPE_PADDING, ring.getInt(ring.offsetOf(0) + COMMIT_TYPE_OFFSET));
+            assertEquals(0, ring.getInt(ring.offsetOf(0) + COMMIT_LENGTH_OFFSET), "slot 0 stays recycled");
+            assertEquals(0, ring.getInt(ring.offsetOf(0) + COMMIT_TYPE_OFFSET));
             final List<TestCommitConsumer.Commit> got = new ArrayList<>();
             new TestCommitConsumer(consumerRing).drain(got::add);
             assertEquals(List.of(new TestCommitConsumer.Commit(64, COMMIT_TYPE_NACK, 7, 9, 2, 4242, INSTANCE,

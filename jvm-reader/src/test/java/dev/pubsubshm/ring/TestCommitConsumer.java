@@ -63,16 +63,32 @@ final class TestCommitConsumer
         }
     }
 
+    /** The length a consumer stores in a slot it abandons (FORMAT.md section 4). */
+    static final int ABANDONED = -1;
+
     /**
-     * Plays a consumer that gave up on the slot at {@code position}: compare-and-swaps its
-     * length from {@code expected} (0 or -64) to 64 with type PADDING.
+     * Plays a consumer that gave up on the slot at {@code position} (which must be the head):
+     * compare-and-swaps its length from {@code expected} (0 or -64) to -1, zeroes the slot,
+     * stores {@code length = 0} and advances the head past it.
      */
     static boolean abandon(final RingFile ring, final long position, final int expected)
     {
+        if (ring.headPosition() != position)
+        {
+            throw new IllegalStateException("abandon at position=" + position + " but head=" + ring.headPosition());
+        }
         final int off = ring.offsetOf(position);
-        ring.putInt(off + COMMIT_TYPE_OFFSET, COMMIT_TYPE_PADDING);
-        ring.putLong(off + COMMIT_POSITION_OFFSET, position);
-        return ring.compareAndSetInt(off + COMMIT_LENGTH_OFFSET, expected, COMMIT_RECORD_LENGTH);
+        if (!ring.compareAndSetInt(off + COMMIT_LENGTH_OFFSET, expected, ABANDONED))
+        {
+            return false;
+        }
+        for (int i = COMMIT_TYPE_OFFSET; i < COMMIT_RECORD_LENGTH; i += 4)
+        {
+            ring.putInt(off + i, 0);
+        }
+        ring.putIntRelease(off + COMMIT_LENGTH_OFFSET, 0);
+        ring.putLongRelease(HEAD_POSITION_OFFSET, position + COMMIT_RECORD_LENGTH);
+        return true;
     }
 
     static Commit read(final RingFile ring, final int off)
