@@ -1,0 +1,259 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	pb "cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"go.uber.org/zap"
+
+	"github.com/pubsub-shm/pubsub-shm/ackd"
+	"github.com/pubsub-shm/pubsub-shm/ringbuf"
+	"github.com/pubsub-shm/pubsub-shm/ringbuf/arrowbatch"
+)
+
+// partition is one virtual partition: one DATA ring, its single producer goroutine (run),
+// and the ack table of the ring's current incarnation.
+type partition struct {
+	s    *subscription
+	idx  int
+	path string
+	log  *zap.Logger
+	in   chan []*pb.ReceivedMessage // slices of messages from the streams
+	// recreate asks run to nack the reader's uncommitted batches and recreate the ring.
+	recreate chan struct{}
+
+	mu         sync.RWMutex // guards the fields below against other goroutines; run writes them
+	ring       *ringbuf.Ring
+	table      *ackd.Table
+	ringCtx    context.Context // ends when the ring is to be recreated (unblocks a full-ring wait)
+	ringCancel context.CancelFunc
+
+	// owned by run
+	w  *ringbuf.Writer
+	bt *arrowbatch.Batcher
+	bd ackd.Builder // ack IDs of the open batch, in row order
+
+	// owned by the monitor
+	deadSince time.Time
+	triggered uint64 // instance id a recreation was requested for
+}
+
+// msgSize is the payload size of a message as held counts and batch limits count it.
+func msgSize(m *pb.PubsubMessage) int64 {
+	n := int64(len(m.GetMessageId()) + len(m.GetData()) + len(m.GetOrderingKey()))
+	for k, v := range m.GetAttributes() {
+		n += int64(len(k) + len(v))
+	}
+	return n
+}
+
+// newPartition creates partition idx's ring (replacing a stale one) in the set directory.
+func newPartition(s *subscription, idx int) (*partition, error) {
+	p := &partition{
+		s:        s,
+		idx:      idx,
+		path:     filepath.Join(s.dir, DataRingName(idx)),
+		log:      s.log.With(zap.Int("partition", idx)),
+		in:       make(chan []*pb.ReceivedMessage, 4),
+		recreate: make(chan struct{}, 1),
+	}
+	if err := p.open(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// open creates a new incarnation of the ring with a fresh writer, batcher and table. The
+// caller holds p.mu or no other goroutine sees p yet.
+func (p *partition) open() error {
+	schema, err := arrowbatch.SchemaMessage()
+	if err != nil {
+		return err
+	}
+	r, err := createRing(p.path, ringbuf.CreateOptions{Kind: ringbuf.KindData, Capacity: p.s.d.cfg.RingCapacity,
+		Partition: int32(p.idx), Schema: schema})
+	if err != nil {
+		return fmt.Errorf("partition %d: %w", p.idx, err)
+	}
+	w, err := ringbuf.NewWriter(r)
+	if err != nil {
+		r.Close()
+		return fmt.Errorf("partition %d: %w", p.idx, err)
+	}
+	bt, err := arrowbatch.NewBatcher(w, p.s.d.cfg.Batch, ringbuf.NewBackoff(100, 10, 10*time.Microsecond, time.Millisecond))
+	if err != nil {
+		r.Close()
+		return fmt.Errorf("partition %d: %w", p.idx, err)
+	}
+	p.ring, p.w, p.bt = r, w, bt
+	p.table = ackd.NewTable(int32(p.idx), r.InstanceID(), &p.s.held)
+	p.ringCtx, p.ringCancel = context.WithCancel(p.s.partCtx)
+	p.log.Debug("data ring created", zap.String("path", p.path), zap.Uint64("instance_id", r.InstanceID()))
+	return nil
+}
+
+// current returns the ring's current table.
+func (p *partition) currentTable() *ackd.Table {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.table
+}
+
+// run is the single producer of the ring: it batches the messages the streams hand over,
+// writes each batch into the ring (waiting while the ring is full, which stops it from
+// taking more and so stops the streams), and files each batch's ack IDs in the table.
+func (p *partition) run(ctx context.Context) {
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	defer linger.Stop()
+	armed := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.recreate:
+			p.doRecreate(ctx)
+			armed = false
+			linger.Stop()
+		case msgs := <-p.in:
+			if err := p.addAll(msgs); err != nil {
+				p.failed(ctx, err)
+				armed = false
+				linger.Stop()
+				continue
+			}
+			if !armed && p.bt.Pending() > 0 {
+				linger.Reset(time.Until(p.bt.Deadline()))
+				armed = true
+			}
+		case now := <-linger.C:
+			armed = false
+			if p.bt.Due(now) {
+				if err := p.flush(); err != nil {
+					p.failed(ctx, err)
+					continue
+				}
+			}
+			if p.bt.Pending() > 0 {
+				linger.Reset(time.Until(p.bt.Deadline()))
+				armed = true
+			}
+		}
+	}
+}
+
+// addAll adds messages to the open batch. If a full-ring wait is cut short, the message
+// that was being added and the rest of msgs go into the builder unwritten (to be nacked).
+func (p *partition) addAll(msgs []*pb.ReceivedMessage) error {
+	for i, rm := range msgs {
+		m := rm.GetMessage()
+		ts := m.GetPublishTime()
+		f, err := p.bt.Add(p.ringCtx, arrowbatch.Message{
+			ID:              m.GetMessageId(),
+			PublishTimeUs:   ts.GetSeconds()*1_000_000 + int64(ts.GetNanos())/1000,
+			Data:            m.GetData(),
+			Attributes:      m.GetAttributes(),
+			OrderingKey:     m.GetOrderingKey(),
+			DeliveryAttempt: rm.GetDeliveryAttempt(),
+		})
+		if err != nil {
+			for _, rest := range msgs[i:] {
+				p.bd.Add(rest.GetAckId(), msgSize(rest.GetMessage()))
+			}
+			return err
+		}
+		if f.Rows > 0 {
+			p.written(f)
+		}
+		p.bd.Add(rm.GetAckId(), msgSize(m))
+	}
+	return nil
+}
+
+// flush writes the open batch.
+func (p *partition) flush() error {
+	f, err := p.bt.Flush(p.ringCtx)
+	if err != nil {
+		return err
+	}
+	if f.Rows > 0 {
+		p.written(f)
+	}
+	return nil
+}
+
+// written files a batch that is now in the ring.
+func (p *partition) written(f arrowbatch.Flushed) {
+	if f.Rows != p.bd.Len() {
+		// Cannot happen: every Add that the batcher accepted has its ack ID in the builder.
+		p.log.Error("bug: batch rows and collected ack ids differ", zap.Int("rows", f.Rows), zap.Int("ack_ids", p.bd.Len()))
+	}
+	b := p.bd.Take(f.BatchID)
+	p.table.Put(b, b.Received.Add(p.s.d.cfg.AckDeadline))
+	p.s.m.batches.Inc()
+	p.s.m.rowsWritten.Add(float64(f.Rows))
+}
+
+// failed handles a write that could not complete: shutdown, or a recreation request that
+// cut a full-ring wait short.
+func (p *partition) failed(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return // shutdown nacks the builder
+	}
+	select {
+	case <-p.recreate:
+		p.doRecreate(ctx)
+	default:
+		if p.ringCtx.Err() != nil {
+			p.doRecreate(ctx)
+			return
+		}
+		// Not a cancellation: the ring or batch is broken. Nack what is unwritten and start a
+		// new incarnation so that the partition keeps working.
+		p.log.Error("writing a batch failed; recreating the ring", zap.Error(err))
+		p.doRecreate(ctx)
+	}
+}
+
+// doRecreate nacks the reader's uncommitted batches and the open batch, and replaces the
+// ring by a new incarnation (new instance id). A reader still holding the old ring sees
+// its producer heartbeat stop, and a new instance id when it reopens the file.
+func (p *partition) doRecreate(ctx context.Context) {
+	pending := p.bd.Drain()
+	p.mu.Lock()
+	old, oldTable, oldCancel := p.ring, p.table, p.ringCancel
+	err := p.open()
+	if err != nil {
+		p.ring, p.table, p.ringCancel = old, oldTable, oldCancel
+		p.ringCtx, p.ringCancel = context.WithCancel(p.s.partCtx)
+	}
+	p.mu.Unlock()
+	if err != nil {
+		p.log.Error("cannot recreate the data ring; keeping the old one", zap.Error(err))
+		if pending != nil {
+			p.s.nack(ctx, []*ackd.Batch{pending}, "recreate failed")
+			p.s.held.Add(-int64(pending.Len()), -pending.Bytes)
+		}
+		return
+	}
+	oldCancel()
+	old.Close()
+	batches := oldTable.TakeUnclaimed()
+	if pending != nil {
+		p.s.held.Add(-int64(pending.Len()), -pending.Bytes)
+		batches = append(batches, pending)
+	}
+	n := 0
+	for _, b := range batches {
+		n += b.Len()
+	}
+	p.s.m.recreated.Inc()
+	p.log.Warn("data ring recreated after its reader died; nacking what it had not committed so Pub/Sub redelivers it now",
+		zap.Uint64("old_instance_id", oldTable.InstanceID()), zap.Uint64("new_instance_id", p.table.InstanceID()),
+		zap.Int("batches", len(batches)), zap.Int("messages", n))
+	p.s.nack(ctx, batches, "reader died")
+}

@@ -1,0 +1,211 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	pb "cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/pubsub-shm/pubsub-shm/ackd"
+)
+
+// streamBackoff paces reopening a stream that failed: 100 ms growing x2 to 30 s, jittered.
+var streamBackoff = ackd.Backoff{Initial: 100 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2}
+
+// stream is one StreamingPull stream of a subscription, reopened for as long as the
+// subscription runs.
+type stream struct {
+	s   *subscription
+	idx int
+	log *zap.Logger
+}
+
+// run opens the stream after a random stagger and keeps it open: it reopens at once
+// (with a little jitter) after the server closes it, and with exponential back-off and
+// jitter after an error such as RESOURCE_EXHAUSTED or UNAVAILABLE.
+func (st *stream) run(ctx context.Context) {
+	if d := st.s.d.cfg.Stagger; d > 0 {
+		if sleepCtx(ctx, rand.N(d)) != nil {
+			return
+		}
+	}
+	attempt := 0
+	for {
+		delivered, err := st.once(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		code := status.Code(err)
+		st.s.m.streamErrors.WithLabelValues(code.String()).Inc()
+		st.s.m.reopens.Inc()
+		if delivered > 0 {
+			attempt = 0
+		}
+		var wait time.Duration
+		switch {
+		case code == codes.OK:
+			wait = rand.N(50 * time.Millisecond) // a routine server close
+			st.log.Debug("stream closed by the server; reopening", zap.Int("delivered", delivered))
+		default:
+			if code == codes.ResourceExhausted {
+				st.s.m.resourceExhausted.Inc()
+			}
+			wait = streamBackoff.Delay(attempt)
+			attempt++
+			lvl := zap.WarnLevel
+			switch code {
+			case codes.NotFound, codes.PermissionDenied, codes.InvalidArgument, codes.Unauthenticated, codes.FailedPrecondition:
+				lvl = zap.ErrorLevel // needs a human: wrong subscription, credentials or quota
+			}
+			st.log.Log(lvl, "stream failed; reopening after back-off", zap.Stringer("code", code),
+				zap.Int("delivered", delivered), zap.Duration("backoff", wait), zap.Error(err))
+		}
+		if sleepCtx(ctx, wait) != nil {
+			return
+		}
+	}
+}
+
+// once opens one stream and receives until it ends. It returns the messages it delivered
+// and the error that ended it (nil for a normal server close).
+func (st *stream) once(ctx context.Context) (delivered int, err error) {
+	s := st.s
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pull, err := s.d.client.StreamingPull(sctx)
+	if err != nil {
+		return 0, fmt.Errorf("open StreamingPull on %s: %w", s.sub.FullName(), err)
+	}
+	n := int64(s.nstreams)
+	err = pull.Send(&pb.StreamingPullRequest{
+		Subscription:             s.sub.FullName(),
+		StreamAckDeadlineSeconds: int32(s.d.cfg.AckDeadline / time.Second),
+		ClientId:                 fmt.Sprintf("pullerd-%d-%s-%d", os.Getpid(), s.sub.Subscription, st.idx),
+		MaxOutstandingMessages:   max(1, s.d.cfg.MaxOutstandingMessages/n),
+		MaxOutstandingBytes:      max(1, s.d.cfg.MaxOutstandingBytes/n),
+	})
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			_, err = pull.Recv() // the real error
+		}
+		return 0, err
+	}
+	s.m.activeStreams.Inc()
+	defer s.m.activeStreams.Dec()
+	for {
+		if err := s.waitForRoom(sctx); err != nil {
+			return delivered, nil
+		}
+		resp, err := pull.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return delivered, nil
+			}
+			return delivered, err
+		}
+		if resp.GetSubscriptionProperties().GetMessageOrderingEnabled() {
+			s.ordering.Store(true)
+		}
+		msgs := resp.GetReceivedMessages()
+		if len(msgs) == 0 {
+			continue
+		}
+		delivered += len(msgs)
+		s.dispatch(sctx, msgs)
+	}
+}
+
+// waitForRoom blocks while the subscription holds as many messages or bytes as it may:
+// the stream stops reading, gRPC flow control stops the server.
+func (s *subscription) waitForRoom(ctx context.Context) error {
+	cfg := &s.d.cfg
+	if s.held.Msgs.Load() < cfg.MaxOutstandingMessages && s.held.Bytes.Load() < cfg.MaxOutstandingBytes {
+		return nil
+	}
+	s.m.backpressured.Inc()
+	d := time.Millisecond
+	for s.held.Msgs.Load() >= cfg.MaxOutstandingMessages || s.held.Bytes.Load() >= cfg.MaxOutstandingBytes {
+		if err := sleepCtx(ctx, d); err != nil {
+			return err
+		}
+		d = min(2*d, 20*time.Millisecond)
+	}
+	return nil
+}
+
+// dispatch hands a response's messages to partitions, one slice per partition: all to the
+// least loaded partition, or, when the subscription orders messages, by ordering key (so
+// one key's messages stay in one partition, in order).
+func (s *subscription) dispatch(ctx context.Context, msgs []*pb.ReceivedMessage) {
+	var bytes int64
+	for _, rm := range msgs {
+		bytes += msgSize(rm.GetMessage())
+	}
+	s.held.Add(int64(len(msgs)), bytes)
+	s.m.received.Add(float64(len(msgs)))
+	s.m.receivedBytes.Add(float64(bytes))
+	if !s.ordering.Load() {
+		s.handOff(ctx, s.pickPartition(), msgs)
+		return
+	}
+	groups := make(map[int][]*pb.ReceivedMessage)
+	unkeyed := s.pickPartition()
+	for _, rm := range msgs {
+		p := unkeyed
+		if k := rm.GetMessage().GetOrderingKey(); k != "" {
+			h := fnv.New32a()
+			h.Write([]byte(k))
+			p = int(h.Sum32() % uint32(len(s.parts)))
+		}
+		groups[p] = append(groups[p], rm)
+	}
+	for p, g := range groups {
+		s.handOff(ctx, p, g)
+	}
+}
+
+// pickPartition returns the partition with the fewest queued slices, starting the search
+// at a rotating position.
+func (s *subscription) pickPartition() int {
+	n := len(s.parts)
+	start := int(s.rr.Add(1) % uint64(n))
+	best, bestLen := start, len(s.parts[start].in)
+	for i := 1; i < n && bestLen > 0; i++ {
+		j := (start + i) % n
+		if l := len(s.parts[j].in); l < bestLen {
+			best, bestLen = j, l
+		}
+	}
+	return best
+}
+
+// handOff sends a slice to a partition, waiting while the partition is busy (which stops
+// the stream). Messages that cannot be handed off before shutdown are nacked.
+func (s *subscription) handOff(ctx context.Context, p int, msgs []*pb.ReceivedMessage) {
+	select {
+	case s.parts[p].in <- msgs:
+	case <-ctx.Done():
+		s.orphan(msgs)
+	}
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
