@@ -504,7 +504,7 @@ public final class DataRingReader implements AutoCloseable
             {
                 span = length;
             }
-            else if (length < 0 && (state & STATE_ABORTED) != 0)
+            else if (length < 0 && (state & (STATE_RELEASED | STATE_ABORTED)) == (STATE_RELEASED | STATE_ABORTED))
             {
                 span = -(long)length;
             }
