@@ -69,6 +69,8 @@ class RingFileTest
             assertTrue(schema.isReadOnly());
             assertNotEquals(0, ring.address());
             assertEquals(0, ring.address() % 4096, "a mapping is page aligned");
+            assertEquals(org.apache.arrow.memory.util.MemoryUtil.getByteBufferAddress(ring.duplicateBuffer()),
+                ring.address(), "the address Arrow Java sees for the mapping");
             assertEquals(4096 + 100, ring.offsetOf(8192 * 3 + 100));
             assertEquals(0, ring.tailPosition());
             assertEquals(0, ring.headPosition());
