@@ -83,10 +83,11 @@ type Builder struct {
 	first time.Time
 }
 
-// Add appends one message's ack ID (copied into the arena) and its payload size.
-func (bd *Builder) Add(ackID string, size int64) {
+// Add appends one message's ack ID (copied into the arena), its payload size and when it
+// was received (the batch's Received is its first message's).
+func (bd *Builder) Add(ackID string, size int64, received time.Time) {
 	if len(bd.ends) == 0 {
-		bd.first = time.Now()
+		bd.first = received
 	}
 	bd.arena = append(bd.arena, ackID...)
 	bd.ends = append(bd.ends, uint32(len(bd.arena)))

@@ -22,7 +22,7 @@ type partition struct {
 	idx  int
 	path string
 	log  *zap.Logger
-	in   chan []*pb.ReceivedMessage // slices of messages from the streams
+	in   chan delivery // slices of messages from the streams
 	// recreate asks run to nack the reader's uncommitted batches and recreate the ring.
 	recreate chan struct{}
 
@@ -42,6 +42,13 @@ type partition struct {
 	triggered uint64 // instance id a recreation was requested for
 }
 
+// delivery is a slice of one StreamingPull response handed to a partition, with the time
+// it was received (the start of its lease).
+type delivery struct {
+	msgs []*pb.ReceivedMessage
+	at   time.Time
+}
+
 // msgSize is the payload size of a message as held counts and batch limits count it.
 func msgSize(m *pb.PubsubMessage) int64 {
 	n := int64(len(m.GetMessageId()) + len(m.GetData()) + len(m.GetOrderingKey()))
@@ -58,7 +65,7 @@ func newPartition(s *subscription, idx int) (*partition, error) {
 		idx:      idx,
 		path:     filepath.Join(s.dir, DataRingName(idx)),
 		log:      s.log.With(zap.Int("partition", idx)),
-		in:       make(chan []*pb.ReceivedMessage, 4),
+		in:       make(chan delivery, 4),
 		recreate: make(chan struct{}, 1),
 	}
 	if err := p.open(); err != nil {
@@ -119,8 +126,8 @@ func (p *partition) run(ctx context.Context) {
 			p.doRecreate(ctx)
 			armed = false
 			linger.Stop()
-		case msgs := <-p.in:
-			if err := p.addAll(msgs); err != nil {
+		case dl := <-p.in:
+			if err := p.addAll(dl); err != nil {
 				p.failed(ctx, err)
 				armed = false
 				linger.Stop()
@@ -146,11 +153,25 @@ func (p *partition) run(ctx context.Context) {
 	}
 }
 
-// addAll adds messages to the open batch. If a full-ring wait is cut short, the message
-// that was being added and the rest of msgs go into the builder unwritten (to be nacked).
-func (p *partition) addAll(msgs []*pb.ReceivedMessage) error {
+// addAll adds messages to the open batch, writing it first when the message would push it
+// past the policy's rows or bytes. If a write is cut short, the rest of msgs go into the
+// builder unwritten (to be nacked).
+func (p *partition) addAll(dl delivery) error {
+	pol := &p.s.d.cfg.Batch
+	msgs := dl.msgs
 	for i, rm := range msgs {
 		m := rm.GetMessage()
+		size := msgSize(m)
+		// The same rule as arrowbatch.Batcher.Add, applied here so that the batch is filed
+		// in the ack table before it becomes visible in the ring.
+		if n := p.bd.Len(); n > 0 && (n >= pol.MaxRows || p.bd.Bytes()+size > pol.MaxBytes) {
+			if err := p.flush(); err != nil {
+				for _, rest := range msgs[i:] {
+					p.bd.Add(rest.GetAckId(), msgSize(rest.GetMessage()), dl.at)
+				}
+				return err
+			}
+		}
 		ts := m.GetPublishTime()
 		f, err := p.bt.Add(p.ringCtx, arrowbatch.Message{
 			ID:              m.GetMessageId(),
@@ -160,42 +181,38 @@ func (p *partition) addAll(msgs []*pb.ReceivedMessage) error {
 			OrderingKey:     m.GetOrderingKey(),
 			DeliveryAttempt: rm.GetDeliveryAttempt(),
 		})
-		if err != nil {
-			for _, rest := range msgs[i:] {
-				p.bd.Add(rest.GetAckId(), msgSize(rest.GetMessage()))
-			}
-			return err
+		if err != nil || f.Rows > 0 {
+			// Cannot happen: the batch was flushed above whenever the batcher would flush.
+			p.log.Error("bug: the batcher flushed on its own; its ack ids are unknown", zap.Int("rows", f.Rows), zap.Error(err))
 		}
-		if f.Rows > 0 {
-			p.written(f)
-		}
-		p.bd.Add(rm.GetAckId(), msgSize(m))
+		p.bd.Add(rm.GetAckId(), size, dl.at)
 	}
 	return nil
 }
 
-// flush writes the open batch.
+// flush files the open batch in the ack table under the id it is about to get, then
+// writes it into the ring (waiting while the ring is full). Filing first means a reader
+// can never commit a batch that the table does not know yet, and the lease loop keeps
+// the batch leased while it waits for ring space. If the write fails, the batch stays
+// in this incarnation's table, which is nacked when the ring is recreated or at shutdown.
 func (p *partition) flush() error {
+	if p.bd.Len() == 0 {
+		return nil
+	}
+	id := p.w.NextBatchID()
+	b := p.bd.Take(id)
+	p.table.Put(b, b.Received.Add(p.s.d.cfg.AckDeadline))
 	f, err := p.bt.Flush(p.ringCtx)
 	if err != nil {
 		return err
 	}
-	if f.Rows > 0 {
-		p.written(f)
+	if f.BatchID != id || f.Rows != b.Len() {
+		p.log.Error("bug: batch written under another id or row count", zap.Int64("want_id", id), zap.Int64("id", f.BatchID),
+			zap.Int("want_rows", b.Len()), zap.Int("rows", f.Rows))
 	}
-	return nil
-}
-
-// written files a batch that is now in the ring.
-func (p *partition) written(f arrowbatch.Flushed) {
-	if f.Rows != p.bd.Len() {
-		// Cannot happen: every Add that the batcher accepted has its ack ID in the builder.
-		p.log.Error("bug: batch rows and collected ack ids differ", zap.Int("rows", f.Rows), zap.Int("ack_ids", p.bd.Len()))
-	}
-	b := p.bd.Take(f.BatchID)
-	p.table.Put(b, b.Received.Add(p.s.d.cfg.AckDeadline))
 	p.s.m.batches.Inc()
 	p.s.m.rowsWritten.Add(float64(f.Rows))
+	return nil
 }
 
 // failed handles a write that could not complete: shutdown, or a recreation request that

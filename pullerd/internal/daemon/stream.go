@@ -146,6 +146,7 @@ func (s *subscription) waitForRoom(ctx context.Context) error {
 // least loaded partition, or, when the subscription orders messages, by ordering key (so
 // one key's messages stay in one partition, in order).
 func (s *subscription) dispatch(ctx context.Context, msgs []*pb.ReceivedMessage) {
+	at := time.Now()
 	var bytes int64
 	for _, rm := range msgs {
 		bytes += msgSize(rm.GetMessage())
@@ -154,7 +155,7 @@ func (s *subscription) dispatch(ctx context.Context, msgs []*pb.ReceivedMessage)
 	s.m.received.Add(float64(len(msgs)))
 	s.m.receivedBytes.Add(float64(bytes))
 	if !s.ordering.Load() {
-		s.handOff(ctx, s.pickPartition(), msgs)
+		s.handOff(ctx, s.pickPartition(), msgs, at)
 		return
 	}
 	groups := make(map[int][]*pb.ReceivedMessage)
@@ -169,7 +170,7 @@ func (s *subscription) dispatch(ctx context.Context, msgs []*pb.ReceivedMessage)
 		groups[p] = append(groups[p], rm)
 	}
 	for p, g := range groups {
-		s.handOff(ctx, p, g)
+		s.handOff(ctx, p, g, at)
 	}
 }
 
@@ -190,9 +191,9 @@ func (s *subscription) pickPartition() int {
 
 // handOff sends a slice to a partition, waiting while the partition is busy (which stops
 // the stream). Messages that cannot be handed off before shutdown are nacked.
-func (s *subscription) handOff(ctx context.Context, p int, msgs []*pb.ReceivedMessage) {
+func (s *subscription) handOff(ctx context.Context, p int, msgs []*pb.ReceivedMessage, at time.Time) {
 	select {
-	case s.parts[p].in <- msgs:
+	case s.parts[p].in <- delivery{msgs: msgs, at: at}:
 	case <-ctx.Done():
 		s.orphan(msgs)
 	}

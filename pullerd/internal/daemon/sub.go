@@ -184,12 +184,13 @@ func (s *subscription) monitor(ctx context.Context) {
 	}
 }
 
-// leases extends the lease of every batch not yet acked before it ends: a third of the
-// ack deadline before, it sends ModifyAckDeadline(ack deadline) for the batch.
+// leases extends the lease of every batch not yet acked before it ends: when less than
+// a third of the ack deadline (at least min(5 s, half of it)) is left, it sends
+// ModifyAckDeadline(ack deadline) for the batch.
 func (s *subscription) leases(ctx context.Context) {
 	deadline := s.d.cfg.AckDeadline
 	every := min(time.Second, deadline/10)
-	margin := deadline / 3
+	margin := max(deadline/3, min(5*time.Second, deadline/2))
 	secs := int32(deadline / time.Second)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -283,7 +284,7 @@ func (s *subscription) stop() {
 		}
 		var orphan ackd.Builder
 		for _, rm := range s.orphans {
-			orphan.Add(rm.GetAckId(), msgSize(rm.GetMessage()))
+			orphan.Add(rm.GetAckId(), msgSize(rm.GetMessage()), time.Now())
 		}
 		if b := orphan.Drain(); b != nil {
 			s.held.Add(-int64(b.Len()), -b.Bytes)
