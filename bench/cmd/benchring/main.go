@@ -183,13 +183,23 @@ func runSize(ctx context.Context, cfg config, size int) (res Result, err error) 
 		return res, fmt.Errorf("start JVM consumer: %w", err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	jvmDone := make(chan struct{})
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		err := cmd.Wait()
+		exited <- err
+		close(jvmDone)
+		if err != nil {
+			cancel(fmt.Errorf("JVM consumer failed: %v\n%s", err, stderr.String()))
+		}
+	}()
 	defer func() {
 		select {
-		case <-exited:
+		case <-jvmDone:
 		default:
 			cmd.Process.Kill()
-			<-exited
+			<-jvmDone
 		}
 	}()
 	// Wait for the consumer to attach (JVM start-up is not measured).
@@ -234,6 +244,9 @@ func runSize(ctx context.Context, cfg config, size int) (res Result, err error) 
 		src.Next(&m)
 		f, err := bt.Add(ctx, m)
 		if err != nil {
+			if c := context.Cause(ctx); c != nil {
+				return res, c
+			}
 			return res, err
 		}
 		if f.Rows > 0 {
@@ -242,6 +255,9 @@ func runSize(ctx context.Context, cfg config, size int) (res Result, err error) 
 		src.Pace()
 	}
 	if _, err := bt.Flush(ctx); err != nil {
+		if c := context.Cause(ctx); c != nil {
+			return res, c
+		}
 		return res, err
 	}
 	w.Close()

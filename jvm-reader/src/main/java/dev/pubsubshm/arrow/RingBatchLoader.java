@@ -1,0 +1,364 @@
+package dev.pubsubshm.arrow;
+
+import java.io.ByteArrayInputStream;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.Channels;
+import java.util.List;
+import java.util.function.LongConsumer;
+
+import org.apache.arrow.flatbuf.Buffer;
+import org.apache.arrow.flatbuf.FieldNode;
+import org.apache.arrow.flatbuf.Message;
+import org.apache.arrow.flatbuf.MessageHeader;
+import org.apache.arrow.flatbuf.RecordBatch;
+import org.apache.arrow.memory.ArrowBuf;
+import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.vector.FieldVector;
+import org.apache.arrow.vector.VectorLoader;
+import org.apache.arrow.vector.VectorSchemaRoot;
+import org.apache.arrow.vector.ipc.ReadChannel;
+import org.apache.arrow.vector.ipc.message.ArrowRecordBatch;
+import org.apache.arrow.vector.ipc.message.MessageSerializer;
+import org.apache.arrow.vector.types.pojo.Field;
+import org.apache.arrow.vector.types.pojo.Schema;
+
+import dev.pubsubshm.ring.DataRecord;
+import dev.pubsubshm.ring.RingDescriptor;
+import dev.pubsubshm.ring.RingFile;
+import dev.pubsubshm.ring.RingFormatException;
+
+/**
+ * Loads the ARROW records of one DATA ring into a reusable {@link VectorSchemaRoot} without
+ * copying: the record body is wrapped as foreign memory
+ * ({@link BufferAllocator#wrapForeignAllocation}), sliced by the flatbuffer's buffer
+ * offsets ({@link MessageSerializer#deserializeRecordBatch(RecordBatch, ArrowBuf)}) and
+ * loaded with {@link VectorLoader}. Every data buffer of the loaded vectors points into the
+ * shared mapping.
+ *
+ * <p><b>Release.</b> {@link #load} hands the record's lifetime to Arrow: when the last buffer
+ * pointing into it is released (the next {@code load}, {@link #clear()}, {@link #close()},
+ * or a transfer's owner closing), {@code onRelease} is called exactly once with the record's
+ * position. Releases may come out of order. The ring mapping is retained for as long as any
+ * record is live, so it is never unmapped under a buffer.
+ *
+ * <p><b>Checks.</b> Before any buffer is built, the flatbuffer is validated against the
+ * record: message type, row count, node and buffer counts against the ring's schema, every
+ * buffer inside the body; with {@code validate} on, the loaded vectors' offsets are also
+ * checked (VectorChecks), so a corrupt record is a
+ * {@link RingFormatException} and never an out-of-bounds read.
+ *
+ * <p>Not thread-safe: one loader per reading thread.
+ */
+public final class RingBatchLoader implements AutoCloseable
+{
+    private final RingFile ring;
+    private final BufferAllocator allocator;
+    private final Schema schema;
+    private final VectorSchemaRoot root;
+    private final VectorLoader loader;
+    private final int expectedNodes;
+    private final int expectedBuffers;
+    private final boolean validate;
+    private final ByteBuffer metaView;
+    private final Message message = new Message();
+    private final RecordBatch recordBatch = new RecordBatch();
+    private final Buffer bufferFb = new Buffer();
+    private final FieldNode nodeFb = new FieldNode();
+    private boolean closed;
+
+    /**
+     * @param ring      the DATA ring; its header must carry the schema. The loader retains it
+     *                  until {@link #close()} and while any loaded record is live.
+     * @param parent    allocator to create this loader's child allocator from.
+     * @param validate  also check the offsets of every loaded vector (cost: one pass over
+     *                  the offsets buffers; recommended for data from another process).
+     */
+    public RingBatchLoader(final RingFile ring, final BufferAllocator parent, final boolean validate)
+    {
+        if (ring.schemaLength() == 0)
+        {
+            throw RingFormatException.ring(RingFormatException.Kind.BAD_HEADER, ring.path(),
+                "schema_length=0: a DATA ring read as Arrow must carry its schema in the header");
+        }
+        this.ring = ring.retain();
+        try
+        {
+            this.schema = readSchema(ring);
+        }
+        catch (final RuntimeException ex)
+        {
+            ring.release();
+            throw ex;
+        }
+        this.allocator = parent.newChildAllocator("ring:" + ring.path().getFileName(), 0, Long.MAX_VALUE);
+        this.root = VectorSchemaRoot.create(schema, allocator);
+        this.loader = new VectorLoader(root);
+        this.expectedNodes = countNodes(schema.getFields());
+        this.expectedBuffers = countBuffers(schema.getFields());
+        this.validate = validate;
+        this.metaView = ring.duplicateBuffer().order(ByteOrder.LITTLE_ENDIAN);
+    }
+
+    private static Schema readSchema(final RingFile ring)
+    {
+        try
+        {
+            final byte[] bytes = ring.schemaBytes();
+            return MessageSerializer.deserializeSchema(new ReadChannel(Channels.newChannel(new ByteArrayInputStream(bytes))));
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            throw new RingFormatException(RingFormatException.Kind.BAD_HEADER, String.valueOf(ring.path()), "schema",
+                "bad Arrow schema message in the header of \"" + ring.path() + "\": " + ex, ex);
+        }
+    }
+
+    private static int countNodes(final List<Field> fields)
+    {
+        int n = 0;
+        for (final Field f : fields)
+        {
+            n += 1 + countNodes(f.getChildren());
+        }
+        return n;
+    }
+
+    private static int countBuffers(final List<Field> fields)
+    {
+        int n = 0;
+        for (final Field f : fields)
+        {
+            n += org.apache.arrow.vector.TypeLayout.getTypeBufferCount(f.getType()) + countBuffers(f.getChildren());
+        }
+        return n;
+    }
+
+    /** @return the schema stored in the ring header. */
+    public Schema schema()
+    {
+        return schema;
+    }
+
+    /** @return the root the records are loaded into (reused by every {@link #load}). */
+    public VectorSchemaRoot root()
+    {
+        return root;
+    }
+
+    /** @return this loader's allocator (its outstanding bytes are the live record bodies). */
+    public BufferAllocator allocator()
+    {
+        return allocator;
+    }
+
+    /**
+     * Loads an ARROW record into {@link #root()}, replacing (and releasing) what the root
+     * held.
+     *
+     * @param record    a polled ARROW record of this loader's ring.
+     * @param onRelease called once with {@code record.position()} when no buffer points into
+     *                  the record any more; it must not throw.
+     * @throws RingFormatException {@code CORRUPT_RECORD} if the flatbuffer does not describe
+     *                             a valid batch of the schema inside the record's body.
+     */
+    public void load(final DataRecord record, final LongConsumer onRelease)
+    {
+        if (closed)
+        {
+            throw RingFormatException.ring(RingFormatException.Kind.CLOSED, ring.path(), "load after the loader was closed");
+        }
+        if (record.type() != RingDescriptor.TYPE_ARROW)
+        {
+            throw RingFormatException.record(ring.path(), record.position(), "type", record.type(), "an Arrow loader reads ARROW records only");
+        }
+        final RecordBatch rb = parseAndCheck(record);
+        final long position = record.position();
+        ring.retain(); // released with the allocation
+        final RecordAllocation allocation = new RecordAllocation(record.bodyLength(), record.bodyAddress(), position,
+            new ReleaseThenUnref(onRelease, ring));
+        final ArrowBuf body;
+        try
+        {
+            body = allocator.wrapForeignAllocation(allocation);
+        }
+        catch (final RuntimeException ex)
+        {
+            // Arrow did not take ownership: release0 will not run.
+            ring.release();
+            throw ex;
+        }
+        ArrowRecordBatch batch = null;
+        try
+        {
+            batch = MessageSerializer.deserializeRecordBatch(rb, body); // slices body, then releases it
+            loader.load(batch);
+        }
+        catch (final IOException | RuntimeException ex)
+        {
+            if (batch == null)
+            {
+                body.getReferenceManager().release();
+            }
+            root.clear();
+            throw asCorrupt(record, "arrow record batch", ex);
+        }
+        finally
+        {
+            if (batch != null)
+            {
+                batch.close();
+            }
+        }
+        if (validate)
+        {
+            try
+            {
+                for (int i = 0; i < root.getFieldVectors().size(); i++)
+                {
+                    VectorChecks.check(root.getVector(i));
+                }
+            }
+            catch (final RuntimeException ex)
+            {
+                root.clear();
+                throw asCorrupt(record, "arrow vectors", ex);
+            }
+        }
+    }
+
+    private RingFormatException asCorrupt(final DataRecord record, final String field, final Exception ex)
+    {
+        return new RingFormatException(RingFormatException.Kind.CORRUPT_RECORD, String.valueOf(ring.path()), field,
+            "corrupt record at position=" + record.position() + " (batch_id=" + record.batchId() + ") field " + field + " in \"" + ring.path() +
+            "\": does not describe a valid batch of the ring's schema: " + ex.getMessage(), ex);
+    }
+
+    private RecordBatch parseAndCheck(final DataRecord record)
+    {
+        final int metaStart = record.recordOffset() + record.metaOffset();
+        final int metaEnd = metaStart + record.metaLength();
+        final long bodyLength = record.bodyLength();
+        final RecordBatch rb;
+        try
+        {
+            metaView.limit(metaEnd).position(metaStart + 8);
+            final Message msg = Message.getRootAsMessage(metaView.slice().order(ByteOrder.LITTLE_ENDIAN), message);
+            if (msg.headerType() != MessageHeader.RecordBatch)
+            {
+                throw RingFormatException.record(ring.path(), record.position(), "arrow message header_type", msg.headerType(), "must be RecordBatch (3)");
+            }
+            if (msg.bodyLength() != bodyLength)
+            {
+                throw RingFormatException.record(ring.path(), record.position(), "arrow bodyLength", msg.bodyLength(),
+                    "must equal the record's body_length=" + bodyLength);
+            }
+            rb = (RecordBatch)msg.header(recordBatch);
+            if (rb == null)
+            {
+                throw RingFormatException.record(ring.path(), record.position(), "arrow header", "null", "missing RecordBatch");
+            }
+            if (rb.length() != record.rowCount())
+            {
+                throw RingFormatException.record(ring.path(), record.position(), "arrow length", rb.length(), "must equal row_count=" + record.rowCount());
+            }
+            if (rb.compression() != null)
+            {
+                throw RingFormatException.record(ring.path(), record.position(), "arrow compression", "present", "rings carry uncompressed batches");
+            }
+            if (rb.nodesLength() != expectedNodes || rb.buffersLength() != expectedBuffers)
+            {
+                throw RingFormatException.record(ring.path(), record.position(), "arrow nodes/buffers", rb.nodesLength() + "/" + rb.buffersLength(),
+                    "the ring's schema needs " + expectedNodes + "/" + expectedBuffers);
+            }
+            for (int i = 0; i < rb.buffersLength(); i++)
+            {
+                final Buffer b = rb.buffers(bufferFb, i);
+                if (b.offset() < 0 || b.length() < 0 || b.offset() > bodyLength || b.length() > bodyLength - b.offset())
+                {
+                    throw RingFormatException.record(ring.path(), record.position(), "arrow buffer " + i, b.offset() + "+" + b.length(),
+                        "must lie inside the body of " + bodyLength + " bytes");
+                }
+            }
+            for (int i = 0; i < rb.nodesLength(); i++)
+            {
+                final FieldNode n = rb.nodes(nodeFb, i);
+                if (n.length() < 0 || n.nullCount() < 0 || n.nullCount() > n.length() || n.length() > Integer.MAX_VALUE)
+                {
+                    throw RingFormatException.record(ring.path(), record.position(), "arrow node " + i, n.length() + "/" + n.nullCount(),
+                        "needs 0 <= null_count <= length < 2^31");
+                }
+            }
+            int node = 0;
+            for (final Field f : schema.getFields())
+            {
+                final FieldNode n = rb.nodes(nodeFb, node);
+                if (n.length() != record.rowCount())
+                {
+                    throw RingFormatException.record(ring.path(), record.position(), "arrow node of " + f.getName(), n.length(),
+                        "a top-level column has row_count=" + record.rowCount() + " values");
+                }
+                node += countNodes(List.of(f));
+            }
+        }
+        catch (final RingFormatException ex)
+        {
+            throw ex;
+        }
+        catch (final RuntimeException ex) // flatbuffer offsets out of range
+        {
+            throw asCorrupt(record, "arrow flatbuffer", ex);
+        }
+        return rb;
+    }
+
+    /** Releases the root's buffers (and so, once nothing else holds them, the record). */
+    public void clear()
+    {
+        root.clear();
+    }
+
+    /**
+     * Releases the root and closes the allocator. Records whose buffers were transferred
+     * elsewhere stay live until those owners close them.
+     *
+     * @throws IllegalStateException if buffers of this loader are still held elsewhere
+     *                               (Arrow reports the outstanding bytes).
+     */
+    @Override
+    public void close()
+    {
+        if (closed)
+        {
+            return;
+        }
+        closed = true;
+        try
+        {
+            root.close();
+            allocator.close();
+        }
+        finally
+        {
+            ring.release();
+        }
+    }
+
+    /** Calls the user's callback, then drops the mapping reference the record held. */
+    private record ReleaseThenUnref(LongConsumer onRelease, RingFile ring) implements LongConsumer
+    {
+        @Override
+        public void accept(final long position)
+        {
+            try
+            {
+                onRelease.accept(position);
+            }
+            finally
+            {
+                ring.release();
+            }
+        }
+    }
+}
