@@ -54,6 +54,7 @@ type Set struct {
 	commit *ringbuf.Ring
 	cw     *ringbuf.CommitWriter
 
+	mu       sync.Mutex // guards the rings against the heartbeat goroutine during Reopen
 	beat     atomic.Bool
 	stopBeat chan struct{}
 	wg       sync.WaitGroup
@@ -100,10 +101,12 @@ func Open(dir string, partitions int, decode bool) (*Set, error) {
 			case <-t.C:
 			}
 			if s.beat.Load() {
+				s.mu.Lock()
 				for _, p := range s.parts {
 					p.rd.Heartbeat()
 				}
 				s.commit.Heartbeat(ringbuf.Producer)
+				s.mu.Unlock()
 			}
 		}
 	}()
@@ -156,6 +159,8 @@ func (s *Set) Check(p int, producerTimeout time.Duration) error {
 
 // Reopen maps partition p's file again (after ErrRecreated) as its consumer.
 func (s *Set) Reopen(p int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	pt := s.parts[p]
 	old := pt.r
 	if err := pt.open(); err != nil {
@@ -176,8 +181,10 @@ func (s *Set) ReopenCommit() error {
 		r.Close()
 		return err
 	}
+	s.mu.Lock()
 	old := s.commit
 	s.commit, s.cw = r, cw
+	s.mu.Unlock()
 	old.Close()
 	return nil
 }
