@@ -155,8 +155,7 @@ func TestStreamingPullDeliversEveryMessage(t *testing.T) {
 		defer mu.Unlock()
 		t.Fatalf("received %d of %d messages before the deadline", len(got), n)
 	}
-	t.Logf("received %d messages in %v (%d on the stream-acking stream, %d on the other; %d duplicates)",
-		n, time.Since(start), received[0], received[1], duplicates)
+	elapsed := time.Since(start)
 
 	// Every message must be acked according to pstest. Acks sent on a stream
 	// are applied asynchronously.
@@ -170,6 +169,8 @@ func TestStreamingPullDeliversEveryMessage(t *testing.T) {
 	})
 	stopReading()
 	wg.Wait()
+	t.Logf("received %d messages in %v (%d on the stream-acking stream, %d on the other; %d duplicates)",
+		n, elapsed, received[0], received[1], duplicates)
 
 	for id, w := range want {
 		m, ok := got[id]
