@@ -34,7 +34,9 @@ import dev.pubsubshm.ring.RingFormatException;
  * copying: the record body is wrapped as foreign memory
  * ({@link BufferAllocator#wrapForeignAllocation}), sliced by the flatbuffer's buffer
  * offsets ({@link MessageSerializer#deserializeRecordBatch(RecordBatch, ArrowBuf)}) and
- * loaded with {@link VectorLoader}. Every data buffer of the loaded vectors points into the
+ * loaded into the vectors ({@link FlatLoader}: what {@link VectorLoader} does, minus the
+ * {@code Field} objects VectorLoader builds for every map/list vector on every batch,
+ * which were most of the JVM's per-batch heap allocation). Every data buffer of the loaded vectors points into the
  * shared mapping.
  *
  * <p><b>Release.</b> {@link #load} hands the record's lifetime to Arrow: when the last buffer
@@ -57,9 +59,11 @@ public final class RingBatchLoader implements AutoCloseable
     private final BufferAllocator allocator;
     private final Schema schema;
     private final VectorSchemaRoot root;
-    private final VectorLoader loader;
+    private final FlatLoader loader;
     private final int expectedNodes;
     private final int expectedBuffers;
+    private final int[] topLevelNodes;      // node index of each top-level column
+    private final FieldVector[] topLevel;   // root's vectors, cached (getFieldVectors() allocates)
     private final boolean validate;
     private final ByteBuffer metaView;
     private final Message message = new Message();
@@ -94,9 +98,17 @@ public final class RingBatchLoader implements AutoCloseable
         }
         this.allocator = parent.newChildAllocator("ring:" + ring.path().getFileName(), 0, Long.MAX_VALUE);
         this.root = VectorSchemaRoot.create(schema, allocator);
-        this.loader = new VectorLoader(root);
+        this.loader = new FlatLoader(root);
         this.expectedNodes = countNodes(schema.getFields());
         this.expectedBuffers = countBuffers(schema.getFields());
+        final List<Field> fields = schema.getFields();
+        this.topLevelNodes = new int[fields.size()];
+        for (int i = 0, node = 0; i < fields.size(); i++)
+        {
+            topLevelNodes[i] = node;
+            node += countNodes(List.of(fields.get(i)));
+        }
+        this.topLevel = root.getFieldVectors().toArray(new FieldVector[0]);
         this.validate = validate;
         this.metaView = ring.duplicateBuffer().order(ByteOrder.LITTLE_ENDIAN);
     }
@@ -193,7 +205,7 @@ public final class RingBatchLoader implements AutoCloseable
         try
         {
             batch = MessageSerializer.deserializeRecordBatch(rb, body); // slices body, then releases it
-            loader.load(batch);
+            loader.load(batch); // VectorLoader's work, without its per-batch Field objects
         }
         catch (final IOException | RuntimeException ex)
         {
@@ -215,9 +227,9 @@ public final class RingBatchLoader implements AutoCloseable
         {
             try
             {
-                for (int i = 0; i < root.getFieldVectors().size(); i++)
+                for (final FieldVector v : topLevel)
                 {
-                    VectorChecks.check(root.getVector(i));
+                    VectorChecks.check(v);
                 }
             }
             catch (final RuntimeException ex)
@@ -243,8 +255,9 @@ public final class RingBatchLoader implements AutoCloseable
         final RecordBatch rb;
         try
         {
+            // Flatbuffer offsets are relative to the buffer's position: no slice needed.
             metaView.limit(metaEnd).position(metaStart + 8);
-            final Message msg = Message.getRootAsMessage(metaView.slice().order(ByteOrder.LITTLE_ENDIAN), message);
+            final Message msg = Message.getRootAsMessage(metaView, message);
             if (msg.headerType() != MessageHeader.RecordBatch)
             {
                 throw RingFormatException.record(ring.path(), record.position(), "arrow message header_type", msg.headerType(), "must be RecordBatch (3)");
@@ -290,16 +303,14 @@ public final class RingBatchLoader implements AutoCloseable
                         "needs 0 <= null_count <= length < 2^31");
                 }
             }
-            int node = 0;
-            for (final Field f : schema.getFields())
+            for (int i = 0; i < topLevelNodes.length; i++)
             {
-                final FieldNode n = rb.nodes(nodeFb, node);
+                final FieldNode n = rb.nodes(nodeFb, topLevelNodes[i]);
                 if (n.length() != record.rowCount())
                 {
-                    throw RingFormatException.record(ring.path(), record.position(), "arrow node of " + f.getName(), n.length(),
-                        "a top-level column has row_count=" + record.rowCount() + " values");
+                    throw RingFormatException.record(ring.path(), record.position(), "arrow node of " + schema.getFields().get(i).getName(),
+                        n.length(), "a top-level column has row_count=" + record.rowCount() + " values");
                 }
-                node += countNodes(List.of(f));
             }
         }
         catch (final RingFormatException ex)
