@@ -96,6 +96,8 @@ type jvmResult struct {
 	Msgs             int64   `json:"msgs"`
 	Bytes            int64   `json:"bytes"`
 	Batches          int64   `json:"batches"`
+	MeasuredMsgs     int64   `json:"measured_msgs"`
+	MeasuredBytes    int64   `json:"measured_bytes"`
 	ElapsedNs        int64   `json:"elapsed_ns"`
 	AllocBytes       int64   `json:"alloc_bytes"`
 	GCCount          int64   `json:"gc_count"`
@@ -290,12 +292,12 @@ func runSize(ctx context.Context, cfg config, size int) (res Result, err error) 
 		return res, fmt.Errorf("JVM left %d bytes unreleased", data.Tail()-data.Head())
 	}
 	sec := float64(jr.ElapsedNs) / 1e9
-	gb := float64(jr.Bytes) / 1e9
+	gb := float64(jr.MeasuredBytes) / 1e9
 	res = Result{Name: "shm", MsgSize: size, Msgs: jr.Msgs, Bytes: jr.Bytes, Batches: jr.Batches,
-		MsgsPerS: float64(jr.Msgs) / sec, BytesPerS: float64(jr.Bytes) / sec,
-		JVMAllocBytesPerMsg: float64(jr.AllocBytes) / float64(max(jr.Msgs, 1)),
+		MsgsPerS: float64(jr.MeasuredMsgs) / sec, BytesPerS: float64(jr.MeasuredBytes) / sec,
+		JVMAllocBytesPerMsg: float64(jr.AllocBytes) / float64(max(jr.MeasuredMsgs, 1)),
 		JVMGCCount:          jr.GCCount, JVMGCTimeMs: jr.GCTimeMs,
-		JVMCPUSPerGB: float64(jr.CPUNs) / 1e9 / gb, GoCPUSPerGB: goCPU.Seconds() / gb,
+		JVMCPUSPerGB: float64(jr.CPUNs) / 1e9 / gb, GoCPUSPerGB: goCPU.Seconds() / (float64(jr.Bytes) / 1e9),
 		P50LatencyUs: jr.P50LatencyUs, P99LatencyUs: jr.P99LatencyUs,
 		ChecksumFailures: jr.ChecksumFailures, BatchesCommittedBack: committed}
 	data.Unlink()

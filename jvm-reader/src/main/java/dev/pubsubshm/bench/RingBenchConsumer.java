@@ -30,8 +30,9 @@ import dev.pubsubshm.ring.RingFile;
  * the checksum of every payload (for n >= 4 bytes the last 4 are the little-endian CRC32C
  * of the rest; shorter payloads are zero), releases the batch, and commits it back through
  * {@code DIR/commit.ring}. Runs until the producer closes the stream, then prints one JSON
- * line: msgs, bytes, batches, elapsed_ns (first batch to end), alloc_bytes (this thread's
- * heap allocation over that time, from ThreadMXBean), gc_count, gc_time_ms, cpu_ns (the
+ * line: msgs, bytes, batches (all), then measured_msgs, measured_bytes, elapsed_ns,
+ * alloc_bytes (this thread's heap allocation, from ThreadMXBean) over what came after the
+ * warm-up batches ({@code --warmup-batches}, default 1: class loading and JIT), gc_count, gc_time_ms, cpu_ns (the
  * whole JVM), checksum_failures, p50/p99 latency (publish_time to read, microseconds).
  *
  * <p>Options: {@code --dir D --partition P [--timeout-s S] [--check-zero-copy]
@@ -53,6 +54,7 @@ public final class RingBenchConsumer
         long timeoutS = 60;
         boolean checkZeroCopy = false;
         double maxAllocPerMsg = -1;
+        int warmupBatches = 1;
         for (int i = 0; i < args.length; i++)
         {
             switch (args[i])
@@ -62,6 +64,7 @@ public final class RingBenchConsumer
                 case "--timeout-s" -> timeoutS = Long.parseLong(args[++i]);
                 case "--check-zero-copy" -> checkZeroCopy = true;
                 case "--max-alloc-per-msg" -> maxAllocPerMsg = Double.parseDouble(args[++i]);
+                case "--warmup-batches" -> warmupBatches = Integer.parseInt(args[++i]);
                 default ->
                 {
                     System.err.println("RingBenchConsumer: unknown option " + args[i]);
@@ -76,7 +79,7 @@ public final class RingBenchConsumer
         }
         try
         {
-            final String json = run(dir, partition, timeoutS, checkZeroCopy, maxAllocPerMsg);
+            final String json = run(dir, partition, timeoutS, checkZeroCopy, maxAllocPerMsg, warmupBatches);
             System.out.println(json);
         }
         catch (final Exception ex)
@@ -87,7 +90,8 @@ public final class RingBenchConsumer
         }
     }
 
-    static String run(final Path dir, final int partition, final long timeoutS, final boolean checkZeroCopy, final double maxAllocPerMsg)
+    static String run(final Path dir, final int partition, final long timeoutS, final boolean checkZeroCopy, final double maxAllocPerMsg,
+        final int warmupBatches)
     {
         final com.sun.management.ThreadMXBean threads = (com.sun.management.ThreadMXBean)ManagementFactory.getThreadMXBean();
         final com.sun.management.OperatingSystemMXBean os = (com.sun.management.OperatingSystemMXBean)ManagementFactory.getOperatingSystemMXBean();
@@ -110,6 +114,7 @@ public final class RingBenchConsumer
             final VectorSchemaRoot root = loader.root();
 
             long msgs = 0, bytes = 0, batches = 0, failures = 0, excludedAlloc = 0;
+            long warmMsgs = 0, warmBytes = 0;
             long startNs = 0, startAlloc = 0, startCpu = 0;
             long lastWorkNs = System.nanoTime();
             final long[] gc0 = gcTotals();
@@ -135,11 +140,15 @@ public final class RingBenchConsumer
                     reader.release(record.position());
                     continue;
                 }
-                if (batches == 0)
+                if (batches == warmupBatches)
                 {
+                    // Measurements start after the warm-up batches (class loading, JIT).
                     startNs = System.nanoTime();
                     startAlloc = threads.getCurrentThreadAllocatedBytes();
                     startCpu = os.getProcessCpuTime();
+                    excludedAlloc = 0;
+                    warmMsgs = msgs;
+                    warmBytes = bytes;
                 }
                 final long batchId = record.batchId();
                 loader.load(record, release);
@@ -196,6 +205,12 @@ public final class RingBenchConsumer
                 loader.clear(); // the record goes back to the ring now
                 commits.commit(partition, instanceId, batchId, batchId);
             }
+            if (batches <= warmupBatches)
+            {
+                throw new IllegalStateException("only " + batches + " batches: nothing measured after " + warmupBatches + " warm-up batches");
+            }
+            final long measuredMsgs = msgs - warmMsgs;
+            final long measuredBytes = bytes - warmBytes;
             final long elapsed = System.nanoTime() - startNs;
             final long alloc = threads.getCurrentThreadAllocatedBytes() - startAlloc - excludedAlloc;
             final long cpu = os.getProcessCpuTime() - startCpu;
@@ -208,12 +223,13 @@ public final class RingBenchConsumer
             {
                 throw new IllegalStateException(failures + " payloads failed their checksum");
             }
-            final double perMsg = msgs == 0 ? 0 : (double)alloc / msgs;
+            final double perMsg = measuredMsgs == 0 ? 0 : (double)alloc / measuredMsgs;
             if (maxAllocPerMsg >= 0 && perMsg >= maxAllocPerMsg)
             {
-                throw new IllegalStateException("heap allocation " + perMsg + " bytes per message over " + msgs + " messages; limit " + maxAllocPerMsg);
+                throw new IllegalStateException("heap allocation " + perMsg + " bytes per message over " + measuredMsgs + " messages; limit " + maxAllocPerMsg);
             }
-            return "{\"msgs\":" + msgs + ",\"bytes\":" + bytes + ",\"batches\":" + batches + ",\"elapsed_ns\":" + elapsed +
+            return "{\"msgs\":" + msgs + ",\"bytes\":" + bytes + ",\"batches\":" + batches +
+                ",\"measured_msgs\":" + measuredMsgs + ",\"measured_bytes\":" + measuredBytes + ",\"elapsed_ns\":" + elapsed +
                 ",\"alloc_bytes\":" + alloc + ",\"gc_count\":" + (gc1[0] - gc0[0]) + ",\"gc_time_ms\":" + (gc1[1] - gc0[1]) +
                 ",\"cpu_ns\":" + cpu + ",\"checksum_failures\":" + failures +
                 ",\"p50_latency_us\":" + latency.percentile(0.50) + ",\"p99_latency_us\":" + latency.percentile(0.99) +
