@@ -38,7 +38,7 @@ const (
 	// stream wake waiting streams at once; the poll interval bounds how late a
 	// stream sees a message whose ack deadline expired.
 	DefaultMaxPollInterval = 50 * time.Millisecond
-	// maxPublishBytes is the largest gRPC request the server accepts. Pub/Sub
+	// maxRecvMsgBytes is the largest gRPC request the server accepts. Pub/Sub
 	// takes publish requests of up to 10 MB; the rest is headroom.
 	maxRecvMsgBytes = 16 << 20
 )

@@ -269,10 +269,7 @@ func (s *Server) Fake() *pstest.Server {
 // The returned messages are copies owned by the caller; their Data and
 // Attributes are shared with the server and must not be modified.
 func (s *Server) Messages() []*pstest.Message {
-	b, err := s.current()
-	if err != nil {
-		b = s.lastBackend()
-	}
+	b := s.lastBackend()
 	s.msgsMu.Lock()
 	defer s.msgsMu.Unlock()
 	msgs := b.fake.Messages()
@@ -288,10 +285,7 @@ func (s *Server) Messages() []*pstest.Message {
 // Message returns a snapshot of the message with the given ID as Messages
 // describes it, or nil if no such message was published.
 func (s *Server) Message(id string) *pstest.Message {
-	b, err := s.current()
-	if err != nil {
-		b = s.lastBackend()
-	}
+	b := s.lastBackend()
 	s.msgsMu.Lock()
 	defer s.msgsMu.Unlock()
 	m := b.fake.Message(id)
@@ -303,8 +297,8 @@ func (s *Server) Message(id string) *pstest.Message {
 	return b.internal.snapshotLocked(m)
 }
 
-// lastBackend returns the backend even after Close, so that tests can inspect
-// messages once the server stopped.
+// lastBackend returns the current backend, even after Close, so that tests
+// can inspect messages once the server stopped.
 func (s *Server) lastBackend() *backend {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -396,9 +390,9 @@ type RestartOptions struct {
 // see UNAVAILABLE or CANCELLED), optionally resets the state, and serves again
 // on the same address. Fault injection settings and Stats carry over.
 //
-// If the address cannot be bound again before ctx ends, Restart returns the
-// error and the server stays stopped until a later Restart succeeds; Close
-// still releases everything.
+// If Restart fails (a fresh state cannot be built, or the address cannot be
+// bound again before ctx ends), it returns the error and the server stays
+// stopped until a later Restart succeeds; Close still releases everything.
 func (s *Server) Restart(ctx context.Context, opts RestartOptions) error {
 	s.lifeMu.Lock()
 	defer s.lifeMu.Unlock()
