@@ -332,11 +332,11 @@ func TestControl(t *testing.T) {
 		`{"op":"frobnicate"}`:       `unknown op "frobnicate"`,
 		`{}`:                        "no op",
 		`{"op":"attach"}`:           "needs a subscription",
-		`{"op":"attach","project":"p","subscription":"../x"}`:                             "subscription id",
-		`{"op":"attach","project":"P!","subscription":"sub"}`:                             "project",
+		`{"op":"attach","project":"p","subscription":"../x"}`:                               "subscription id",
+		`{"op":"attach","project":"P!","subscription":"sub"}`:                               "project",
 		`{"op":"attach","project":"` + project + `","subscription":"sub2","partitions":5}`:  "already attached with 2 partitions",
 		`{"op":"attach","project":"` + project + `","subscription":"sub2","partitions":-1}`: "partitions=-1",
-		`{"op":"status","project":"` + project + `","subscription":"nope"}`:               "not attached",
+		`{"op":"status","project":"` + project + `","subscription":"nope"}`:                 "not attached",
 	} {
 		r := ctlReq(t, d.sock, req)
 		if r.OK || !strings.Contains(r.Error, wantErr) {
