@@ -120,6 +120,7 @@ func (a *Ackd) Run(ctx context.Context) error {
 	var cur *job
 	flush := func() error {
 		if cur == nil || len(cur.entries) == 0 {
+			cur = nil // records that named nothing settleable
 			return nil
 		}
 		select {
