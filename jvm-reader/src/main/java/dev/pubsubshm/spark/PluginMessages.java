@@ -1,0 +1,74 @@
+package dev.pubsubshm.spark;
+
+import java.io.Serializable;
+import java.util.List;
+
+/**
+ * The messages between {@link PubSubShmPlugin}'s executor side and its driver side. Only
+ * executors talk ({@code ask}); the driver answers. Neither carries an ack id or a message:
+ * executors report what their host's rings hold (record headers' batch ids, rows, bytes),
+ * the driver answers with per-ring batch ids (the commit watermark and what it has planned).
+ */
+final class PluginMessages
+{
+    private PluginMessages()
+    {
+    }
+
+    /**
+     * Executor to driver, every poll interval: what the rings of the ring sets the driver
+     * asked about hold on this executor's host.
+     *
+     * @param host       the host, as Spark names it (tasks are placed by this name).
+     * @param executorId the executor.
+     * @param sets       one report per ring set present on the host.
+     */
+    record Report(String host, String executorId, List<SetReport> sets) implements Serializable
+    {
+        private static final long serialVersionUID = 1L;
+    }
+
+    /**
+     * The rings of one ring set on one host.
+     *
+     * @param dir   the ring set directory.
+     * @param views one per DATA ring, detail trimmed to what the driver has not planned yet.
+     */
+    record SetReport(String dir, List<RingView> views) implements Serializable
+    {
+        private static final long serialVersionUID = 1L;
+    }
+
+    /**
+     * Driver to executor: the ring sets active queries read, with their watermarks.
+     *
+     * @param sets the active ring sets.
+     */
+    record Reply(List<SetMarks> sets) implements Serializable
+    {
+        private static final long serialVersionUID = 1L;
+    }
+
+    /**
+     * The watermarks of one ring set.
+     *
+     * @param dir   the ring set directory (the same path on every host).
+     * @param rings one per ring incarnation the driver knows.
+     */
+    record SetMarks(String dir, List<RingMark> rings) implements Serializable
+    {
+        private static final long serialVersionUID = 1L;
+    }
+
+    /**
+     * One ring incarnation's watermarks.
+     *
+     * @param instanceId the {@code ring_instance_id}.
+     * @param committed  every batch up to this id is committed by Spark: commit it.
+     * @param planned    the driver has planned up to this id: report detail after it.
+     */
+    record RingMark(long instanceId, long committed, long planned) implements Serializable
+    {
+        private static final long serialVersionUID = 1L;
+    }
+}
