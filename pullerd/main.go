@@ -29,7 +29,9 @@ import (
 // subList collects repeated -subscription flags (each may also be comma-separated).
 type subList []string
 
+// String joins the subscriptions with commas (flag.Value).
 func (s *subList) String() string { return strings.Join(*s, ",") }
+// Set adds one flag value, which may list several subscriptions (flag.Value).
 func (s *subList) Set(v string) error {
 	for _, x := range strings.Split(v, ",") {
 		if x = strings.TrimSpace(x); x != "" {
