@@ -31,6 +31,7 @@ type subList []string
 
 // String joins the subscriptions with commas (flag.Value).
 func (s *subList) String() string { return strings.Join(*s, ",") }
+
 // Set adds one flag value, which may list several subscriptions (flag.Value).
 func (s *subList) Set(v string) error {
 	for _, x := range strings.Split(v, ",") {
