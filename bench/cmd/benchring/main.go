@@ -143,6 +143,7 @@ func runSize(ctx context.Context, cfg config, size int) (res Result, err error) 
 	if err != nil {
 		return res, err
 	}
+	defer os.Remove(root) // only if empty: pullerd may share it
 	defer os.RemoveAll(dir)
 	schema, err := arrowbatch.SchemaMessage()
 	if err != nil {
