@@ -201,7 +201,7 @@ final class PubSubShmMicroBatchStream implements MicroBatchStream, SupportsAdmis
     @Override
     public synchronized Offset latestOffset(final Offset startOffset, final ReadLimit limit)
     {
-        final RingOffset start = (RingOffset)startOffset;
+        final RingOffset start = RingOffset.of(startOffset);
         // Spark passes the end of the last committed micro-batch: acknowledge it now.
         commitUpTo(start);
         final long[] max = new long[2];
@@ -304,8 +304,8 @@ final class PubSubShmMicroBatchStream implements MicroBatchStream, SupportsAdmis
     @Override
     public synchronized InputPartition[] planInputPartitions(final Offset startOffset, final Offset endOffset)
     {
-        final RingOffset start = (RingOffset)startOffset;
-        final RingOffset end = (RingOffset)endOffset;
+        final RingOffset start = RingOffset.of(startOffset);
+        final RingOffset end = RingOffset.of(endOffset);
         final Map<Long, RingView> known = new HashMap<>();
         for (final RingView v : lastViews)
         {
@@ -381,7 +381,7 @@ final class PubSubShmMicroBatchStream implements MicroBatchStream, SupportsAdmis
     @Override
     public synchronized void commit(final Offset end)
     {
-        commitUpTo((RingOffset)end);
+        commitUpTo(RingOffset.of(end));
     }
 
     /**
@@ -446,7 +446,7 @@ final class PubSubShmMicroBatchStream implements MicroBatchStream, SupportsAdmis
         long unackedBytes = 0;
         long unread = 0;
         long oldest = Long.MAX_VALUE;
-        final RingOffset consumed = latestConsumedOffset.map(o -> (RingOffset)o).orElse(RingOffset.empty());
+        final RingOffset consumed = latestConsumedOffset.map(RingOffset::of).orElse(RingOffset.empty());
         for (final RingView v : lastViews)
         {
             unackedRows += v.unackedRows();

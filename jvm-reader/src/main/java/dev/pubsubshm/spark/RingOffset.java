@@ -206,6 +206,18 @@ public final class RingOffset extends Offset
         return new RingOffset(entries);
     }
 
+    /**
+     * This source's offset from any form Spark hands back: a {@code RingOffset}, or a
+     * {@code SerializedOffset} read from the offset log (e.g. in progress reporting).
+     *
+     * @param offset an offset of this source.
+     * @return it as a {@code RingOffset}.
+     */
+    public static RingOffset of(final Offset offset)
+    {
+        return offset instanceof RingOffset r ? r : fromJson(offset.json());
+    }
+
     @Override
     public String toString()
     {
