@@ -16,18 +16,17 @@ import org.apache.arrow.vector.ipc.message.ArrowRecordBatch;
  * {@code VectorLoader}, with the vector tree and buffer counts computed once: VectorLoader
  * asks every vector for its {@code Field} on every batch, and map/list vectors build a new
  * Field (and lists) for each call. Each vector retains its buffers
- * ({@code loadFieldBuffers}), exactly as with VectorLoader. Not thread-safe.
+ * ({@code loadFieldBuffers}), exactly as with VectorLoader, but the root's row count is left
+ * to the caller ({@link VectorSchemaRoot#setRowCount}). Not thread-safe.
  */
 final class FlatLoader
 {
-    private final VectorSchemaRoot root;
     private final FieldVector[] vectors;   // depth-first, the order of the IPC nodes
     private final int[] bufferCounts;
     private final ArrayList<ArrowBuf> own = new ArrayList<>(4);
 
     FlatLoader(final VectorSchemaRoot root)
     {
-        this.root = root;
         final List<FieldVector> order = new ArrayList<>();
         for (final FieldVector v : root.getFieldVectors())
         {
@@ -78,6 +77,7 @@ final class FlatLoader
             throw new IllegalArgumentException("batch has " + buffers.size() + " buffers, the schema " + b);
         }
         own.clear();
-        root.setRowCount(batch.getLength());
+        // The caller sets the root's row count, after checking the vectors: setRowCount
+        // derives a list's child count from its last offset and reallocates to fit.
     }
 }

@@ -6,6 +6,7 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.Channels;
 import java.util.List;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.LongConsumer;
 
 import org.apache.arrow.flatbuf.Buffer;
@@ -15,7 +16,9 @@ import org.apache.arrow.flatbuf.MessageHeader;
 import org.apache.arrow.flatbuf.RecordBatch;
 import org.apache.arrow.memory.ArrowBuf;
 import org.apache.arrow.memory.BufferAllocator;
+import org.apache.arrow.vector.BufferLayout;
 import org.apache.arrow.vector.FieldVector;
+import org.apache.arrow.vector.TypeLayout;
 import org.apache.arrow.vector.VectorLoader;
 import org.apache.arrow.vector.VectorSchemaRoot;
 import org.apache.arrow.vector.ipc.ReadChannel;
@@ -43,13 +46,19 @@ import dev.pubsubshm.ring.RingFormatException;
  * pointing into it is released (the next {@code load}, {@link #clear()}, {@link #close()},
  * or a transfer's owner closing), {@code onRelease} is called exactly once with the record's
  * position. Releases may come out of order. The ring mapping is retained for as long as any
- * record is live, so it is never unmapped under a buffer.
+ * record is live, so it is never unmapped under a buffer. A {@code load} that throws never
+ * calls {@code onRelease}: the record stays the caller's, as it was before the call. An
+ * exception thrown by {@code onRelease} (e.g. {@code DataRingReader.release} refusing a
+ * record released twice) is not let through Arrow's release path, which it would leave
+ * inconsistent; the loader's next {@link #load}, {@link #clear()} or {@link #close()}
+ * throws it, wrapped in an {@link IllegalStateException}.
  *
  * <p><b>Checks.</b> Before any buffer is built, the flatbuffer is validated against the
  * record: message type, row count, node and buffer counts against the ring's schema, every
- * buffer inside the body; with {@code validate} on, the loaded vectors' offsets are also
- * checked (VectorChecks), so a corrupt record is a
- * {@link RingFormatException} and never an out-of-bounds read.
+ * buffer inside the body, every validity bitmap long enough for its node (so Arrow never
+ * allocates a replacement); with {@code validate} on, the loaded vectors' offsets are also
+ * checked (VectorChecks) before the row count is set, so a corrupt record is a
+ * {@link RingFormatException} and never an out-of-bounds read, a copy or a write.
  *
  * <p>Not thread-safe: one loader per reading thread.
  */
@@ -63,6 +72,7 @@ public final class RingBatchLoader implements AutoCloseable
     private final int expectedNodes;
     private final int expectedBuffers;
     private final int[] topLevelNodes;      // node index of each top-level column
+    private final int[] validityBuffers;    // per node: index of its validity buffer, -1 if its type has none
     private final FieldVector[] topLevel;   // root's vectors, cached (getFieldVectors() allocates)
     private final boolean validate;
     private final ByteBuffer metaView;
@@ -70,7 +80,9 @@ public final class RingBatchLoader implements AutoCloseable
     private final RecordBatch recordBatch = new RecordBatch();
     private final Buffer bufferFb = new Buffer();
     private final FieldNode nodeFb = new FieldNode();
-    private boolean closed;
+    private final AtomicReference<RuntimeException> releaseFailure = new AtomicReference<>();
+    private volatile boolean closed;
+    private volatile boolean draining; // closed with records still held: the last release closes the allocator
 
     /**
      * @param ring      the DATA ring; its header must carry the schema. The loader retains it
@@ -78,6 +90,9 @@ public final class RingBatchLoader implements AutoCloseable
      * @param parent    allocator to create this loader's child allocator from.
      * @param validate  also check the offsets of every loaded vector (cost: one pass over
      *                  the offsets buffers; recommended for data from another process).
+     *                  Without it, corrupt offsets go undetected, and Arrow's
+     *                  {@code setRowCount} may reallocate a vector (a copy) or write offsets
+     *                  into the record to make them fit.
      */
     public RingBatchLoader(final RingFile ring, final BufferAllocator parent, final boolean validate)
     {
@@ -109,6 +124,8 @@ public final class RingBatchLoader implements AutoCloseable
             node += countNodes(List.of(fields.get(i)));
         }
         this.topLevel = root.getFieldVectors().toArray(new FieldVector[0]);
+        this.validityBuffers = new int[expectedNodes];
+        indexValidityBuffers(fields, validityBuffers, new int[2]);
         this.validate = validate;
         this.metaView = ring.duplicateBuffer().order(ByteOrder.LITTLE_ENDIAN);
     }
@@ -137,12 +154,24 @@ public final class RingBatchLoader implements AutoCloseable
         return n;
     }
 
+    /** Depth first, like the IPC nodes and buffers: {@code at} = {next node, next buffer}. */
+    private static void indexValidityBuffers(final List<Field> fields, final int[] out, final int[] at)
+    {
+        for (final Field f : fields)
+        {
+            final List<BufferLayout.BufferType> types = TypeLayout.getTypeLayout(f.getType()).getBufferTypes();
+            out[at[0]++] = !types.isEmpty() && types.get(0) == BufferLayout.BufferType.VALIDITY ? at[1] : -1;
+            at[1] += TypeLayout.getTypeBufferCount(f.getType());
+            indexValidityBuffers(f.getChildren(), out, at);
+        }
+    }
+
     private static int countBuffers(final List<Field> fields)
     {
         int n = 0;
         for (final Field f : fields)
         {
-            n += org.apache.arrow.vector.TypeLayout.getTypeBufferCount(f.getType()) + countBuffers(f.getChildren());
+            n += TypeLayout.getTypeBufferCount(f.getType()) + countBuffers(f.getChildren());
         }
         return n;
     }
@@ -171,9 +200,13 @@ public final class RingBatchLoader implements AutoCloseable
      *
      * @param record    a polled ARROW record of this loader's ring.
      * @param onRelease called once with {@code record.position()} when no buffer points into
-     *                  the record any more; it must not throw.
+     *                  the record any more (on whichever thread releases the last buffer);
+     *                  never if this call throws. It should not throw: if it does, the
+     *                  exception surfaces from the loader's next call (class doc).
      * @throws RingFormatException {@code CORRUPT_RECORD} if the flatbuffer does not describe
      *                             a valid batch of the schema inside the record's body.
+     * @throws IllegalStateException if an {@code onRelease} callback threw since the last
+     *                               call (the record is then not loaded).
      */
     public void load(final DataRecord record, final LongConsumer onRelease)
     {
@@ -181,6 +214,7 @@ public final class RingBatchLoader implements AutoCloseable
         {
             throw RingFormatException.ring(RingFormatException.Kind.CLOSED, ring.path(), "load after the loader was closed");
         }
+        throwReleaseFailure();
         if (record.type() != RingDescriptor.TYPE_ARROW)
         {
             throw RingFormatException.record(ring.path(), record.position(), "type", record.type(), "an Arrow loader reads ARROW records only");
@@ -188,8 +222,8 @@ public final class RingBatchLoader implements AutoCloseable
         final RecordBatch rb = parseAndCheck(record);
         final long position = record.position();
         ring.retain(); // released with the allocation
-        final RecordAllocation allocation = new RecordAllocation(record.bodyLength(), record.bodyAddress(), position,
-            new ReleaseThenUnref(onRelease, ring));
+        final ReleaseThenUnref release = new ReleaseThenUnref(onRelease);
+        final RecordAllocation allocation = new RecordAllocation(record.bodyLength(), record.bodyAddress(), position, release);
         final ArrowBuf body;
         try
         {
@@ -205,10 +239,11 @@ public final class RingBatchLoader implements AutoCloseable
         try
         {
             batch = MessageSerializer.deserializeRecordBatch(rb, body); // slices body, then releases it
-            loader.load(batch); // VectorLoader's work, without its per-batch Field objects
+            loader.load(batch); // VectorLoader's work, without its per-batch Field objects; row count not set yet
         }
         catch (final IOException | RuntimeException ex)
         {
+            release.disarm(); // a failed load does not release the record: it stays the caller's
             if (batch == null)
             {
                 body.getReferenceManager().release();
@@ -234,10 +269,15 @@ public final class RingBatchLoader implements AutoCloseable
             }
             catch (final RuntimeException ex)
             {
+                release.disarm();
                 root.clear();
                 throw asCorrupt(record, "arrow vectors", ex);
             }
         }
+        // Only now: setRowCount sets every vector's value count, and a list/map derives its
+        // child's from its last offset; on unchecked offsets Arrow would "repair" the vectors
+        // (reallocating, copying, writing offsets into the mapping) instead of failing.
+        root.setRowCount(record.rowCount());
     }
 
     private RingFormatException asCorrupt(final DataRecord record, final String field, final Exception ex)
@@ -302,6 +342,15 @@ public final class RingBatchLoader implements AutoCloseable
                     throw RingFormatException.record(ring.path(), record.position(), "arrow node " + i, n.length() + "/" + n.nullCount(),
                         "needs 0 <= null_count <= length < 2^31");
                 }
+                // An empty bitmap would make Arrow allocate (and fill) a replacement of up
+                // to 256 MiB; FORMAT.md section 5 has every bitmap written explicitly.
+                final int vb = validityBuffers[i];
+                if (vb >= 0 && rb.buffers(bufferFb, vb).length() < (n.length() + 7) / 8)
+                {
+                    throw RingFormatException.record(ring.path(), record.position(), "arrow buffer " + vb, rb.buffers(bufferFb, vb).length(),
+                        "the validity bitmap of node " + i + " (length " + n.length() + ") needs " + (n.length() + 7) / 8 +
+                        " bytes, written explicitly (FORMAT.md section 5)");
+                }
             }
             for (int i = 0; i < topLevelNodes.length; i++)
             {
@@ -324,18 +373,43 @@ public final class RingBatchLoader implements AutoCloseable
         return rb;
     }
 
-    /** Releases the root's buffers (and so, once nothing else holds them, the record). */
+    /**
+     * Releases the root's buffers (and so, once nothing else holds them, the record).
+     *
+     * @throws IllegalStateException if an {@code onRelease} callback threw since the last call.
+     */
     public void clear()
     {
         root.clear();
+        throwReleaseFailure();
+    }
+
+    private void throwReleaseFailure()
+    {
+        if (releaseFailure.get() == null)
+        {
+            return;
+        }
+        final RuntimeException failure = releaseFailure.getAndSet(null);
+        if (failure != null)
+        {
+            throw new IllegalStateException("onRelease failed in \"" + ring.path() + "\": " + failure.getMessage(), failure);
+        }
     }
 
     /**
      * Releases the root and closes the allocator. Records whose buffers were transferred
-     * elsewhere stay live until those owners close them.
+     * to another allocator stay live until those owners close them. Idempotent.
      *
-     * @throws IllegalStateException if buffers of this loader are still held elsewhere
-     *                               (Arrow reports the outstanding bytes).
+     * <p>If buffers charged to this loader's allocator are still held elsewhere (retained
+     * without a transfer), the allocator cannot close yet: closing it would make Arrow refuse
+     * the holders' later releases ("allocator is closed"), so those records would never be
+     * released and the ring never unmapped. It closes instead when the last of them is
+     * released, and this method reports them.
+     *
+     * @throws IllegalStateException if buffers of this loader are still held elsewhere (the
+     *                               message names the outstanding bytes), or if an
+     *                               {@code onRelease} callback threw since the last call.
      */
     @Override
     public void close()
@@ -348,27 +422,90 @@ public final class RingBatchLoader implements AutoCloseable
         try
         {
             root.close();
+            if (allocator.getAllocatedMemory() != 0)
+            {
+                draining = true;
+                final long outstanding = allocator.getAllocatedMemory(); // again: a release may have raced
+                if (outstanding != 0)
+                {
+                    throw new IllegalStateException("RingBatchLoader closed with " + outstanding + " bytes of records of \"" + ring.path() +
+                        "\" still held elsewhere (leaked unless released): they go back to the ring, and the allocator and the mapping " +
+                        "close, when their last buffer is released; " + allocator);
+                }
+            }
             allocator.close();
         }
         finally
         {
             ring.release();
         }
+        throwReleaseFailure();
     }
 
-    /** Calls the user's callback, then drops the mapping reference the record held. */
-    private record ReleaseThenUnref(LongConsumer onRelease, RingFile ring) implements LongConsumer
+    /**
+     * After a {@link #close()} that found records held elsewhere: closes the allocator once
+     * the last of them is released (Arrow has already dissociated its ledger and given back
+     * its bytes when it calls release0). Idempotent, like the allocator's close.
+     */
+    private void closeAllocatorIfDrained()
     {
+        if (draining && allocator.getAllocatedMemory() == 0)
+        {
+            allocator.close();
+        }
+    }
+
+    /**
+     * Runs inside Arrow's release of a record's last buffer: calls the user's callback (unless
+     * the load failed), then drops the mapping reference the record held. Nothing may be
+     * thrown back into Arrow.
+     */
+    private final class ReleaseThenUnref implements LongConsumer
+    {
+        private LongConsumer onRelease;
+
+        ReleaseThenUnref(final LongConsumer onRelease)
+        {
+            this.onRelease = onRelease;
+        }
+
+        void disarm()
+        {
+            onRelease = null;
+        }
+
         @Override
         public void accept(final long position)
         {
             try
             {
-                onRelease.accept(position);
+                if (onRelease != null)
+                {
+                    onRelease.accept(position);
+                }
+            }
+            catch (final RuntimeException ex)
+            {
+                final RuntimeException first = releaseFailure.compareAndExchange(null, ex);
+                if (first != null && first != ex)
+                {
+                    first.addSuppressed(ex);
+                }
             }
             finally
             {
-                ring.release();
+                try
+                {
+                    closeAllocatorIfDrained();
+                }
+                catch (final RuntimeException ex)
+                {
+                    releaseFailure.compareAndSet(null, ex);
+                }
+                finally
+                {
+                    ring.release();
+                }
             }
         }
     }
