@@ -5,7 +5,7 @@ GO    ?= go
 MVN   ?= mvn -B -q -f jvm-reader/pom.xml
 GOTEST_FLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: all build jvm go-build test test-go test-cross test-java check-clean bench-ring fuzz clean
+.PHONY: all build jvm go-build test test-go test-cross test-java check-clean bench-ring fuzz clean run
 
 all: build
 
@@ -37,6 +37,11 @@ test-cross:
 check-clean:
 	@left=$$(ls -A /dev/shm 2>/dev/null | grep -E '^(ringbuf-test-|arrowbatch-test-|pubsub-shm)' || true); \
 	if [ -n "$$left" ]; then echo "tests left files in /dev/shm: $$left"; exit 1; fi
+
+## run: the main job: embedded emulator, sample publisher, pullerd and a Spark query
+## reading format("pubsub-shm"); Ctrl-C stops everything (RATE, SIZE, PARTITIONS, TRIGGER, DURATION)
+run:
+	bash scripts/run.sh
 
 ## bench-ring: Go generator -> ring -> JVM consumer verifying every byte (bench/out/ring.json)
 bench-ring: go-build jvm
