@@ -110,6 +110,12 @@ public final class PubSubShmPlugin implements SparkPlugin
             poller.scheduleWithFixedDelay(this::pollSafely, interval, interval, TimeUnit.MILLISECONDS);
         }
 
+        /** Sets the context without starting the poller (tests drive {@link #poll()} themselves). */
+        void context(final PluginContext ctx)
+        {
+            this.ctx = ctx;
+        }
+
         private void pollSafely()
         {
             try

@@ -1,0 +1,222 @@
+package dev.pubsubshm.spark;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+
+import com.codahale.metrics.MetricRegistry;
+import com.fasterxml.jackson.databind.JsonNode;
+import org.apache.spark.SparkConf;
+import org.apache.spark.api.java.function.VoidFunction2;
+import org.apache.spark.api.plugin.PluginContext;
+import org.apache.spark.resource.ResourceInformation;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.streaming.StreamingQuery;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+/**
+ * {@link PubSubShmPlugin}: executors report their host's rings and apply the driver's commit
+ * watermarks. First without Spark (the executor side's poll against the driver side directly),
+ * then in a Spark application whose driver is told not to commit: every commit ringgen sees
+ * then came through the plugin.
+ */
+class PubSubShmPluginTest
+{
+    private Path root;
+
+    @BeforeEach
+    void setUp()
+    {
+        root = Ringgen.newRoot("pubsub-shm-plugin-test-");
+    }
+
+    @AfterEach
+    void tearDown()
+    {
+        RingRegistry.get().detachIdle();
+        Ringgen.deleteTree(root);
+    }
+
+    /** An executor's plugin context whose {@code ask} goes straight to the driver side. */
+    private static final class DirectContext implements PluginContext
+    {
+        private final PubSubShmPlugin.Driver driver = new PubSubShmPlugin.Driver();
+        private final String host;
+
+        DirectContext(final String host)
+        {
+            this.host = host;
+        }
+
+        @Override
+        public MetricRegistry metricRegistry()
+        {
+            return new MetricRegistry();
+        }
+
+        @Override
+        public SparkConf conf()
+        {
+            return new SparkConf(false);
+        }
+
+        @Override
+        public String executorID()
+        {
+            return "7";
+        }
+
+        @Override
+        public String hostname()
+        {
+            return host;
+        }
+
+        @Override
+        public Map<String, ResourceInformation> resources()
+        {
+            return Map.of();
+        }
+
+        @Override
+        public void send(final Object message) throws IOException
+        {
+            throw new IOException("the plugin only asks");
+        }
+
+        @Override
+        public Object ask(final Object message)
+        {
+            return driver.receive(message);
+        }
+    }
+
+    @Test
+    void executorsReportTheirRingsAndCommitUpToTheDriversWatermark() throws Exception
+    {
+        final CommitBoard board = CommitBoard.get();
+        try (JavaRingSet set = new JavaRingSet(root.resolve("p.s"), 2, 8192))
+        {
+            for (int i = 0; i < 6; i++)
+            {
+                set.write(0, 100);
+                set.write(1, 100);
+            }
+            final Path dir = set.dir.toAbsolutePath().normalize();
+            final long id0 = set.ring(0).instanceId();
+            final long id1 = set.ring(1).instanceId();
+            board.register("plugin-test", dir);
+            final PubSubShmPlugin.Executor executor = new PubSubShmPlugin.Executor();
+            executor.context(new DirectContext("host-x"));
+            try
+            {
+                executor.poll(); // learns the active set
+                executor.poll(); // reports it
+                List<RingView> views = board.reportedViews(dir);
+                assertEquals(2, views.size());
+                assertEquals("host-x", views.get(0).host());
+                assertEquals(6, views.get(0).lastBatchId());
+                assertTrue(views.get(0).hasDetail(1));
+
+                board.planned(dir, new RingOffset(List.of(new RingOffset.Entry("host-x", 0, id0, 4, 0),
+                    new RingOffset.Entry("host-x", 1, id1, 3, 0))));
+                board.committed(dir, new RingOffset(List.of(new RingOffset.Entry("host-x", 0, id0, 2, 0))));
+                executor.poll();
+                assertEquals(List.of(1L, 2L), set.committedBatches(0), "ring 0 committed up to the watermark");
+                assertTrue(set.committedBatches(1).isEmpty(), "ring 1 has no watermark yet");
+                executor.poll();
+                views = board.reportedViews(dir);
+                final RingView v0 = views.stream().filter(v -> v.instanceId() == id0).findFirst().orElseThrow();
+                assertEquals(3, v0.firstBatchId(), "the head moved past the committed batches");
+                assertEquals(5, v0.detailFirstBatchId(), "detail only after what the driver planned");
+                final RingView v1 = views.stream().filter(v -> v.instanceId() == id1).findFirst().orElseThrow();
+                assertEquals(4, v1.detailFirstBatchId());
+
+                board.committed(dir, new RingOffset(List.of(new RingOffset.Entry("host-x", 0, id0, 6, 0),
+                    new RingOffset.Entry("host-x", 1, id1, 6, 0))));
+                board.unregister("plugin-test", dir); // the query stopped: the set lingers for the last watermark
+                executor.poll();
+                executor.poll();
+                assertEquals(List.of(1L, 2L, 3L, 4L, 5L, 6L), set.committedBatches(0), "each batch committed once");
+                assertEquals(List.of(1L, 2L, 3L, 4L, 5L, 6L), set.committedBatches(1));
+                assertEquals(set.ring(1).tailPosition(), set.ring(1).headPosition());
+            }
+            finally
+            {
+                executor.shutdown();
+            }
+        }
+    }
+
+    @Test
+    @Timeout(120)
+    void inASparkApplicationTheExecutorsCommitWhenTheDriverDoesNot() throws Exception
+    {
+        final SparkSession spark = SparkSession.builder()
+            .master("local[2]")
+            .appName("PubSubShmPluginTest")
+            .config("spark.ui.enabled", "false")
+            .config("spark.plugins", PubSubShmPlugin.class.getName())
+            .config(PubSubShmPlugin.POLL_INTERVAL_CONF, "50")
+            .config(PubSubShmMicroBatchStream.DRIVER_COMMITS_CONF, "false")
+            .getOrCreate();
+        final AtomicLong rows = new AtomicLong();
+        try (Ringgen gen = Ringgen.start(root.resolve("p.sub"), "-partitions", "2", "-count", "5000", "-size", "200",
+            "-batch-rows", "500", "-exit-when-committed"))
+        {
+            final StreamingQuery q = spark.readStream().format("pubsub-shm")
+                .option("projectId", "p").option("subscriptionId", "sub").option("ringRoot", root.toString())
+                .load().select("message_id")
+                .writeStream()
+                .option("checkpointLocation", root.resolve("checkpoint").toString())
+                .foreachBatch((VoidFunction2<Dataset<Row>, Long>)(df, id) -> rows.addAndGet(df.count()))
+                .start();
+            try
+            {
+                final long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(90);
+                while (gen.isAlive())
+                {
+                    if (q.exception().isDefined())
+                    {
+                        throw new AssertionError("query failed", q.exception().get());
+                    }
+                    if (System.nanoTime() > deadline)
+                    {
+                        fail("not every batch was committed through the plugin within 90 s; read " + rows + " rows");
+                    }
+                    Thread.sleep(20);
+                }
+                final JsonNode summary = gen.awaitSummary(1);
+                for (final JsonNode p : summary.path("partitions"))
+                {
+                    assertEquals(5000, p.path("rows_committed").asLong(), summary.toString());
+                    assertEquals(p.path("batches").asLong(), p.path("batches_committed").asLong(), summary.toString());
+                }
+                assertEquals(0, summary.path("duplicate_commits").asLong());
+                assertEquals(10_000, rows.get());
+            }
+            finally
+            {
+                q.stop();
+                assertFalse(q.exception().isDefined(), () -> "query failed: " + q.exception());
+            }
+        }
+        finally
+        {
+            spark.stop();
+        }
+    }
+}
