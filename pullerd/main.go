@@ -1,7 +1,10 @@
 // Command pullerd is the pubsub-shm sidecar: one per Spark executor host. It pulls Pub/Sub
 // subscriptions with StreamingPull, writes the messages as Arrow IPC batches into
 // shared-memory rings under $PUBSUB_SHM_DIR (default /dev/shm/pubsub-shm-<uid>), and
-// acknowledges them when the JVM reader writes COMMIT records (docs/FORMAT.md).
+// acknowledges them when the JVM reader writes COMMIT records (docs/FORMAT.md). It also
+// publishes what Spark writes: a JVM writer asks for an OUTBOUND ring (op attach_topic on
+// the control socket), fills it with Arrow batches, and reads each batch's outcome in a
+// RESULTS ring (docs/FORMAT.md section 6).
 //
 // It honours PUBSUB_EMULATOR_HOST (plaintext, no credentials) like Google's clients.
 // SIGINT or SIGTERM shut it down cleanly: uncommitted messages are nacked and the ring
@@ -97,6 +100,12 @@ func parseFlags(args []string) (cfg daemon.Config, logLevel, logFormat string, e
 	fs.DurationVar(&cfg.ReaderGrace, "reader-grace", daemon.DefaultReaderGrace, "wait after a reader is found dead before nacking its uncommitted batches and recreating its ring")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", daemon.DefaultMetricsAddr, "loopback host:port of the Prometheus /metrics endpoint (port 0: any; the address is printed and written to metrics.addr)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", daemon.DefaultShutdownTimeout, "bound on the acks and nacks sent at shutdown")
+	fs.DurationVar(&cfg.Publish.Linger, "publish-linger", daemon.DefaultPublishLinger, "write path: longest wait after a Publish request's first message before it is sent")
+	fs.Int64Var(&cfg.Publish.MaxRequestBytes, "publish-max-bytes", daemon.DefaultPublishRequestBytes, "write path: a Publish request is sent when it would pass this many encoded bytes (at most 10000000; also at most 1000 messages)")
+	fs.IntVar(&cfg.Publish.MaxInflight, "publish-max-inflight", daemon.DefaultPublishInflight, "write path: Publish requests in flight per writer")
+	fs.Int64Var(&cfg.Publish.MaxOutstandingBytes, "publish-max-outstanding-bytes", daemon.DefaultPublishOutstandingByte, "write path: flow control, encoded bytes of the Publish requests in flight over all writers")
+	fs.DurationVar(&cfg.Publish.RetryTimeout, "publish-retry-timeout", daemon.DefaultPublishRetryTimeout, "write path: retry a Publish that fails with UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED, INTERNAL or DEADLINE_EXCEEDED (back-off with jitter) for at most this long")
+	fs.Int64Var(&cfg.Publish.OutboundRingCapacity, "outbound-ring-capacity", daemon.DefaultOutboundRingCapacity, "write path: bytes of a writer's OUTBOUND ring (power of two) unless the writer asks for another size")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "json", "json or console")
 	if err := fs.Parse(args); err != nil {

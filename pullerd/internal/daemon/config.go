@@ -140,8 +140,11 @@ type Config struct {
 	// MetricsAddr is the loopback host:port of the Prometheus endpoint; DefaultMetricsAddr
 	// if empty. Non-loopback addresses are refused.
 	MetricsAddr string
-	// ShutdownTimeout bounds the acks and nacks sent while shutting down.
+	// ShutdownTimeout bounds the acks and nacks sent while shutting down (and the Publish
+	// requests still in flight).
 	ShutdownTimeout time.Duration
+	// Publish configures the write path (OUTBOUND rings -> Publish); see PublishConfig.
+	Publish PublishConfig
 	// ClientOptions are passed to the Pub/Sub client (tests, benchmarks). Without them the
 	// client honours PUBSUB_EMULATOR_HOST.
 	ClientOptions []option.ClientOption
@@ -242,6 +245,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Log == nil {
 		c.Log = zap.NewNop()
+	}
+	var err error
+	if c.Publish, err = c.Publish.withDefaults(); err != nil {
+		return c, err
 	}
 	for i := range c.Subscriptions {
 		if err := c.Subscriptions[i].Validate(); err != nil {

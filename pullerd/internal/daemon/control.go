@@ -29,6 +29,16 @@ type Request struct {
 	Subscription string `json:"subscription,omitempty"`
 	// Partitions (attach only) is the number of virtual partitions; pullerd's default if 0.
 	Partitions int `json:"partitions,omitempty"`
+
+	// attach_topic (the write path, docs/FORMAT.md section 6): Topic is a topic ID (with
+	// Project) or a full projects/<p>/topics/<t> name; Label describes the writer in logs
+	// and status; RingCapacity, LingerMs and MaxRequestBytes override pullerd's defaults
+	// for this writer (0: default).
+	Topic           string  `json:"topic,omitempty"`
+	Label           string  `json:"label,omitempty"`
+	RingCapacity    int64   `json:"ring_capacity,omitempty"`
+	LingerMs        float64 `json:"linger_ms,omitempty"`
+	MaxRequestBytes int64   `json:"max_request_bytes,omitempty"`
 }
 
 // Response answers one Request.
@@ -39,6 +49,10 @@ type Response struct {
 	RingSet *RingSetStatus `json:"ring_set,omitempty"`
 	// RingSets lists every attached ring set (status without a subscription).
 	RingSets []RingSetStatus `json:"ring_sets,omitempty"`
+	// Writer is the ring pair attach_topic created.
+	Writer *WriterStatus `json:"writer,omitempty"`
+	// Writers lists the attached writers (status without a subscription).
+	Writers []WriterStatus `json:"writers,omitempty"`
 }
 
 // maxRequestLine bounds one request line.
@@ -166,6 +180,12 @@ func (l *listener) handle(line []byte) Response {
 		return Response{Error: "bad request: more than one JSON value on the line"}
 	}
 	d := l.c.d
+	if req.Op == "attach_topic" {
+		return l.attachTopic(req)
+	}
+	if req.Topic != "" || req.Label != "" || req.RingCapacity != 0 || req.LingerMs != 0 || req.MaxRequestBytes != 0 {
+		return Response{Error: "bad request: topic, label, ring_capacity, linger_ms and max_request_bytes are only for attach_topic"}
+	}
 	named := req.Subscription != "" || req.Project != ""
 	var sub Sub
 	if named {
@@ -207,12 +227,39 @@ func (l *listener) handle(line []byte) Response {
 			st := s.status()
 			return Response{OK: true, RingSet: &st}
 		}
-		return Response{OK: true, RingSets: d.statusAll()}
+		return Response{OK: true, RingSets: d.statusAll(), Writers: d.pub.statusAll()}
 	case "":
-		return Response{Error: "bad request: no op; want \"attach\" or \"status\""}
+		return Response{Error: "bad request: no op; want \"attach\", \"attach_topic\" or \"status\""}
 	default:
-		return Response{Error: fmt.Sprintf("bad request: unknown op %q; want \"attach\" or \"status\"", req.Op)}
+		return Response{Error: fmt.Sprintf("bad request: unknown op %q; want \"attach\", \"attach_topic\" or \"status\"", req.Op)}
 	}
+}
+
+// attachTopic answers attach_topic: a new writer ring pair for a topic.
+func (l *listener) attachTopic(req Request) Response {
+	if req.Subscription != "" || req.Partitions != 0 {
+		return Response{Error: "bad request: attach_topic takes a topic, not subscription or partitions"}
+	}
+	if req.Topic == "" {
+		return Response{Error: "bad request: attach_topic needs a topic (and a project unless it is a full name)"}
+	}
+	project := req.Project
+	if project == "" && l.def != nil {
+		project = l.def.Project
+	}
+	t, err := ParseTopic(req.Topic, project)
+	if err != nil {
+		return Response{Error: "bad request: " + err.Error()}
+	}
+	if req.LingerMs < 0 || req.LingerMs > 60_000 {
+		return Response{Error: fmt.Sprintf("bad request: linger_ms=%v: want 0..60000", req.LingerMs)}
+	}
+	st, err := l.c.d.pub.attach(AttachTopicRequest{Topic: t, Label: req.Label, RingCapacity: req.RingCapacity,
+		Linger: time.Duration(req.LingerMs * float64(time.Millisecond)), MaxRequestBytes: req.MaxRequestBytes})
+	if err != nil {
+		return Response{Error: err.Error()}
+	}
+	return Response{OK: true, Writer: &st}
 }
 
 // closeAll stops every listener and connection and waits for their goroutines.

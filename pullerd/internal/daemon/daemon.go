@@ -35,6 +35,7 @@ type Daemon struct {
 	reg         *prometheus.Registry
 	metricsAddr string
 	ctl         *control
+	pub         *publishing
 
 	mu      sync.Mutex
 	subs    map[string]*subscription // by full name
@@ -52,6 +53,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Log, reg: prometheus.NewRegistry(), subs: map[string]*subscription{}}
 	d.ctl = &control{d: d, log: cfg.Log, lns: map[*listener]struct{}{}, conns: map[net.Conn]struct{}{}}
+	d.pub = newPublishing(d)
 	if err := ringbuf.EnsureDir(cfg.Dir); err != nil {
 		return fmt.Errorf("pullerd: ring root %q (set -shm-dir or PUBSUB_SHM_DIR): %w", cfg.Dir, err)
 	}
@@ -102,6 +104,7 @@ func Run(ctx context.Context, cfg Config) error {
 		d.log.Info("pullerd stopped")
 	}()
 	_ = rootLn
+	d.pub.removeStale()
 	if err := os.WriteFile(rootAddr, []byte(d.metricsAddr+"\n"), 0o600); err != nil {
 		return fmt.Errorf("pullerd: write %q: %w", rootAddr, err)
 	}
@@ -180,5 +183,7 @@ func (d *Daemon) shutdown() {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.stop() }()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); d.pub.shutdown() }()
 	wg.Wait()
 }

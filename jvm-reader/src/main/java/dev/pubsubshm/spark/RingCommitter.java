@@ -90,7 +90,7 @@ public final class RingCommitter
     {
         final DataRecord record = new DataRecord();
         final List<long[]> runs = new ArrayList<>(); // {first, last}
-        final List<Long> claimed = new ArrayList<>();
+        final List<long[]> claimed = new ArrayList<>(); // {position, batchId}
         long runFirst = -1;
         long runLast = -1;
         scanner.seekToHead();
@@ -108,7 +108,7 @@ public final class RingCommitter
                     }
                     if (scanner.tryMarkReleased(record))
                     {
-                        claimed.add(record.position());
+                        claimed.add(new long[] {record.position(), record.batchId()});
                         if (runFirst >= 0 && record.batchId() == runLast + 1)
                         {
                             runLast = record.batchId();
@@ -165,11 +165,11 @@ public final class RingCommitter
             catch (final RuntimeException ex)
             {
                 // Give back the claims of the runs not written; they stay in the ring, uncommitted.
-                for (final Long position : claimed)
+                for (final long[] claim : claimed)
                 {
-                    if (!inWrittenRun(scanner, position, runs, written))
+                    if (!inWrittenRun(claim[1], runs, written))
                     {
-                        scanner.clearReleased(position);
+                        scanner.clearReleased(claim[0]);
                     }
                 }
                 throw ex;
@@ -179,10 +179,8 @@ public final class RingCommitter
         return committed;
     }
 
-    private static boolean inWrittenRun(final DataRingScanner scanner, final long position, final List<long[]> runs, final int written)
+    private static boolean inWrittenRun(final long batchId, final List<long[]> runs, final int written)
     {
-        final long batchId = scanner.ring().getLong(scanner.ring().offsetOf(position) +
-            dev.pubsubshm.ring.RingDescriptor.RECORD_BATCH_ID_OFFSET);
         for (int i = 0; i < written; i++)
         {
             if (batchId >= runs.get(i)[0] && batchId <= runs.get(i)[1])

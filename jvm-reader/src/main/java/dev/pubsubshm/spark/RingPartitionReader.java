@@ -247,19 +247,21 @@ final class RingPartitionReader implements PartitionReader<ColumnarBatch>
             pin = head;
             scanner.seek(head);
             long first = -1;
+            long last = -1;
             while (true)
             {
                 final DataRingScanner.Status status = scanner.next(record);
                 if (status != DataRingScanner.Status.RECORD)
                 {
                     throw new IllegalStateException("pubsub-shm: " + slice + ": batch " + want + " is not in the ring " +
-                        "(it holds " + (first < 0 ? "no complete batch" : "batches " + first + ".." + (nextBatchSeen() - 1)) +
-                        ", scan ended with " + status + "); the planned batches must be complete");
+                        "(it holds " + (first < 0 ? "no complete batch" : "batches " + first + ".." + last) +
+                        ", the scan ended with " + status + "), although it was planned complete");
                 }
                 if (first < 0)
                 {
                     first = record.batchId();
                 }
+                last = record.batchId();
                 if (record.batchId() == want)
                 {
                     // Move the pin up to the first record this slice reads.
@@ -286,11 +288,6 @@ final class RingPartitionReader implements PartitionReader<ColumnarBatch>
                     return false;
                 }
             }
-        }
-
-        private long nextBatchSeen()
-        {
-            return record.batchId() + 1;
         }
 
         /** Loads the next ARROW record with rows into the batch; false at the end of the slice. */
