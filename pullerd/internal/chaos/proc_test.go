@@ -17,7 +17,8 @@ import (
 )
 
 // TestMain removes the binaries built for the tests and fails the run if a test left a
-// process running or a ring root in /dev/shm.
+// process running or one of its ring roots in /dev/shm. (Only the roots this test binary
+// created: other runs of these tests may be going on at the same time.)
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if binDir != "" {
@@ -27,13 +28,15 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "chaos: processes left running:", left)
 		code = 1
 	}
-	if ents, _ := filepath.Glob("/dev/shm/" + rootPrefix + "*"); len(ents) > 0 {
-		fmt.Fprintln(os.Stderr, "chaos: ring roots left in /dev/shm:", ents)
-		for _, e := range ents {
-			os.RemoveAll(e)
+	rootsMu.Lock()
+	for d := range roots {
+		if _, err := os.Stat(d); err == nil {
+			fmt.Fprintln(os.Stderr, "chaos: ring root left in /dev/shm:", d)
+			os.RemoveAll(d)
+			code = 1
 		}
-		code = 1
 	}
+	rootsMu.Unlock()
 	os.Exit(code)
 }
 
@@ -44,6 +47,9 @@ const (
 )
 
 var (
+	rootsMu sync.Mutex
+	roots   = map[string]bool{} // ring roots created by shmRoot
+
 	binOnce sync.Once
 	binDir  string
 	binErr  error
@@ -82,6 +88,9 @@ func shmRoot(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rootsMu.Lock()
+	roots[d] = true
+	rootsMu.Unlock()
 	if err := os.Chmod(d, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +170,13 @@ func startProc(t testing.TB, name, logDir string, cmd *exec.Cmd) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(f, "==== %s: %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(cmd.Args, " "))
+	args := strings.Join(cmd.Args, " ")
+	if i := strings.Index(args, " -cp "); i >= 0 { // a JVM: leave out the classpath
+		if j := strings.Index(args[i+5:], " "); j >= 0 {
+			args = args[:i] + " -cp ..." + args[i+5+j:]
+		}
+	}
+	fmt.Fprintf(f, "==== %s: %s\n", time.Now().Format(time.RFC3339Nano), args)
 	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{}), notify: make(chan struct{})}
 	cmd.Stderr = f
 	stdout, err := cmd.StdoutPipe()
