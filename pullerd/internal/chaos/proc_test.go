@@ -20,9 +20,15 @@ import (
 // process running or one of its ring roots in /dev/shm. (Only the roots this test binary
 // created: other runs of these tests may be going on at the same time.)
 func TestMain(m *testing.M) {
+	if name := os.Getenv(helperEnv); name != "" {
+		os.Exit(runHelper(name, os.Args[1:]))
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
+	}
+	for _, d := range helperDirs {
+		os.RemoveAll(d)
 	}
 	if left := liveProcs(); len(left) > 0 {
 		fmt.Fprintln(os.Stderr, "chaos: processes left running:", left)

@@ -46,8 +46,9 @@ type world struct {
 	pullerdArgs []string
 	sparkArgs   []string
 
-	pd    *proc
-	spark *proc
+	procMu sync.Mutex // guards pd and spark for readers in other goroutines (procs)
+	pd     *proc
+	spark  *proc
 
 	violMu     sync.Mutex
 	violations []string
@@ -104,12 +105,22 @@ func newWorld(t testing.TB, o worldOptions) *world {
 	return w
 }
 
+// procs returns the current pullerd and Spark processes.
+func (w *world) procs() (pd, spark *proc) {
+	w.procMu.Lock()
+	defer w.procMu.Unlock()
+	return w.pd, w.spark
+}
+
 func (w *world) logDir() string { return filepath.Join(w.work, "logs") }
 
 // startPullerd starts pullerd (again) with the world's flags.
 func (w *world) startPullerd() {
 	w.t.Helper()
-	w.pd = startPullerd(w.t, w.srv, w.root, w.logDir(), w.pullerdArgs...)
+	p := startPullerd(w.t, w.srv, w.root, w.logDir(), w.pullerdArgs...)
+	w.procMu.Lock()
+	w.pd = p
+	w.procMu.Unlock()
 }
 
 // startSpark starts the Spark JVM (again, from the same checkpoint) and waits until its
@@ -122,8 +133,11 @@ func (w *world) startSpark() {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	w.spark = startProc(w.t, "spark", w.logDir(), cmd)
-	w.spark.waitLine(w.t, 0, 3*time.Minute, "the query to start", func(l string) bool { return l == "chaos: started" })
+	p := startProc(w.t, "spark", w.logDir(), cmd)
+	w.procMu.Lock()
+	w.spark = p
+	w.procMu.Unlock()
+	p.waitLine(w.t, 0, 3*time.Minute, "the query to start", func(l string) bool { return l == "chaos: started" })
 }
 
 // sparkBatchStart waits for the start of a micro-batch with id >= minID and returns its id.
