@@ -25,7 +25,7 @@ func requireRoot(t *testing.T) {
 }
 
 // ringSetEntries returns every path under root (root excluded).
-func ringSetEntries(t *testing.T, root string) []string {
+func ringSetEntries(t testing.TB, root string) []string {
 	t.Helper()
 	var out []string
 	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -47,26 +47,15 @@ func probe(t *testing.T, uid int, paths ...string) []string {
 	return strings.Split(strings.TrimSpace(string(out)), "\n")
 }
 
-// TestAccessOwnerOnly: a pullerd ring set is owner-only: the root, set directories (0700),
-// ring files, metrics.addr and control sockets (0600) are owned by pullerd's user and
-// nothing in it is group- or world-accessible (let alone writable). A real process of
-// another uid cannot list the directories, create files in them, open any ring for reading
-// or writing (neither with open(2) nor with ringbuf.Open), or connect to a control
-// socket, even when the directories are made traversable, which leaves the files' own
-// modes as the only guard.
-func TestAccessOwnerOnly(t *testing.T) {
-	requireRoot(t)
-	root := shmRoot(t)
-	srv := newEmulator(t, 10*time.Second, "sub")
-	pd := startPullerd(t, srv, root, t.TempDir(), "-subscription", "sub", "-partitions", "2", "-streams", "1", "-ring-capacity", "65536")
-	defer pd.term(30 * time.Second)
-
-	entries := ringSetEntries(t, root)
-	var sockets, rings []string
-	for _, p := range append([]string{root}, entries...) {
+// checkOwnerOnly fails the test unless root and everything in it is owned by this user,
+// directories 0700 and everything else 0600 (nothing group- or world-accessible); it
+// returns the ring files and the sockets.
+func checkOwnerOnly(t testing.TB, root string) (rings, sockets []string) {
+	t.Helper()
+	for _, p := range append([]string{root}, ringSetEntries(t, root)...) {
 		var st syscall.Stat_t
 		if err := syscall.Lstat(p, &st); err != nil {
-			t.Fatal(err)
+			continue // removed meanwhile (a temporary file)
 		}
 		mode := os.FileMode(st.Mode & 0o777)
 		isDir := st.Mode&syscall.S_IFMT == syscall.S_IFDIR
@@ -84,6 +73,25 @@ func TestAccessOwnerOnly(t *testing.T) {
 			rings = append(rings, p)
 		}
 	}
+	return rings, sockets
+}
+
+// TestAccessOwnerOnly: a pullerd ring set is owner-only: the root, set directories (0700),
+// ring files, metrics.addr and control sockets (0600) are owned by pullerd's user and
+// nothing in it is group- or world-accessible (let alone writable). A real process of
+// another uid cannot list the directories, create files in them, open any ring for reading
+// or writing (neither with open(2) nor with ringbuf.Open), or connect to a control
+// socket, even when the directories are made traversable, which leaves the files' own
+// modes as the only guard.
+func TestAccessOwnerOnly(t *testing.T) {
+	requireRoot(t)
+	root := shmRoot(t)
+	srv := newEmulator(t, 10*time.Second, "sub")
+	pd := startPullerd(t, srv, root, t.TempDir(), "-subscription", "sub", "-partitions", "2", "-streams", "1", "-ring-capacity", "65536")
+	defer pd.term(30 * time.Second)
+
+	entries := ringSetEntries(t, root)
+	rings, sockets := checkOwnerOnly(t, root)
 	if len(rings) != 3 || len(sockets) != 2 {
 		t.Fatalf("expected 3 rings and 2 control sockets, found %v", entries)
 	}

@@ -155,6 +155,7 @@ func TestChaosSoak(t *testing.T) {
 		}
 		t.Logf("%6.1fs %s (published %d)", time.Since(start).Seconds(), event, pub.count())
 	}
+	checkOwnerOnly(t, w.root)
 	published := pub.Stop()
 	t.Logf("traffic stopped after %v: %d published; faults %v; draining", time.Since(start).Round(time.Second), len(published), counts)
 	r := w.drain(published, 5*time.Minute)
