@@ -57,6 +57,35 @@ fuzz:
 clean:
 	rm -rf bench/out jvm-reader/target
 
+## bench-jvm: the JVM sides of the flight and javaclient peers, each with its own
+## classpath (bench/java: flight-core and Google's Pub/Sub client stay off Spark's)
+bench-jvm:
+	mvn -B -q -f bench/java/pom.xml -DskipTests package
+
+## bench: every peer side by side, same messages, 100 B / 1 KiB / 16 KiB, a few seconds
+## each: shm, uds, flight, memcpy, pullerd, javaclient (bench/out/bench.json, bench.png).
+## BENCH_FLAGS passes flags to bench/cmd/bench (e.g. BENCH_FLAGS='-duration 5s').
+bench: go-build jvm bench-jvm
+	mkdir -p bench/out
+	$(GO) run ./bench/cmd/bench -out bench/out $(BENCH_FLAGS)
+
+## bench-pull: pullerd -> rings -> JVM against Google's Java subscriber on the embedded
+## emulator only (bench/out/pull.json, pull.png)
+bench-pull: go-build jvm bench-jvm
+	mkdir -p bench/out
+	$(GO) run ./bench/cmd/bench -peers pullerd,javaclient -name pull -out bench/out $(BENCH_FLAGS)
+
+## soak: synthetic source -> batcher -> rings -> JVM checking every byte, at RATE
+## (default 1GB/s) for DURATION (default 60s; plain seconds work too, as does
+## SECONDS=600) with SIZE-byte messages (default 1024); bench/out/soak.json, soak.png;
+## fails if the rate was not held, data was lost or corrupted, or memory grew.
+soak: go-build jvm
+	mkdir -p bench/out
+	$(GO) run ./bench/cmd/soak -duration $(or $(DURATION),$(SECONDS),60s) -size $(or $(SIZE),1024) \
+	  -rate '$(or $(RATE),1GB/s)' -out bench/out $(SOAK_FLAGS)
+
+.PHONY: bench-jvm bench bench-pull soak
+
 ## chaos: the multi-minute fault checks: a soak of CHAOS_DURATION (default 3m) with random
 ## SIGKILLs of Spark and pullerd and emulator restarts, ending with exact accounting and a
 ## duplicate count, then every Go fuzz target for FUZZTIME (scripts/chaos.sh)

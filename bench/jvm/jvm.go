@@ -63,6 +63,32 @@ func Command(extraJVM []string, mainClass string, args ...string) (*exec.Cmd, er
 	if err != nil {
 		return nil, err
 	}
+	return CommandWithClasspath(cp, extraJVM, mainClass, args...), nil
+}
+
+// ModuleClasspath returns the classpath of a bench peer module of bench/java (flight,
+// javaclient): its compiled classes plus the runtime classpath its build wrote to
+// bench/java/<module>/target/classpath.txt. These peers carry libraries (gRPC, Netty,
+// Google's client) that must not meet Spark's jars on jvm-reader's classpath.
+func ModuleClasspath(module string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	t := filepath.Join(root, "bench", "java", module, "target")
+	cp, err := os.ReadFile(filepath.Join(t, "classpath.txt"))
+	if err != nil {
+		return "", fmt.Errorf("jvm: %w: build the bench peers first (make bench-jvm)", err)
+	}
+	classes := filepath.Join(t, "classes")
+	if _, err := os.Stat(classes); err != nil {
+		return "", fmt.Errorf("jvm: %w: build the bench peers first (make bench-jvm)", err)
+	}
+	return classes + string(os.PathListSeparator) + strings.TrimSpace(string(cp)), nil
+}
+
+// CommandWithClasspath is Command with an explicit classpath (e.g. from ModuleClasspath).
+func CommandWithClasspath(cp string, extraJVM []string, mainClass string, args ...string) *exec.Cmd {
 	java := "java"
 	if h := os.Getenv("JAVA_HOME"); h != "" {
 		java = filepath.Join(h, "bin", "java")
@@ -71,5 +97,5 @@ func Command(extraJVM []string, mainClass string, args ...string) (*exec.Cmd, er
 	a = append(a, extraJVM...)
 	a = append(a, "-cp", cp, mainClass)
 	a = append(a, args...)
-	return exec.Command(java, a...), nil
+	return exec.Command(java, a...)
 }

@@ -174,3 +174,8 @@ func (s *Source) Count() int64 { return s.n }
 
 // Bytes returns the payload bytes produced.
 func (s *Source) Bytes() int64 { return s.sent }
+
+// Payload returns the payload of message i (counting from 0), the bytes Next hands out
+// as the i-th message's Data, without producing a message. The slice is shared: do not
+// modify it.
+func (s *Source) Payload(i int64) []byte { return s.pool[i%int64(len(s.pool))] }
