@@ -38,15 +38,15 @@ func TestPipe(t *testing.T) {
 	want := publish(t, srv, 0, 20000)
 	cfg := testConfig(root, srv, "sub")
 	cfg.ClientOptions = srv.ClientOptions()
-	cfg.AckDeadline = 3 * time.Second
+	cfg.AckDeadline = 10 * time.Second // Pub/Sub's minimum; the lease loop must extend it
 	d := startDaemon(t, cfg)
 
 	c := newConsumer(t, setDir(root, "sub"), 3, want)
 	c.hold = func(b testreader.Batch) bool { return b.BatchID%4 == 0 }
 	c.until(30*time.Second, "every message read", func() bool { return c.distinct() == len(want) })
 	heldIDs := map[string]bool{}
-	// Let ackd settle the commits, then hold on well past the 3 s ack deadline.
-	time.Sleep(4500 * time.Millisecond)
+	// Let ackd settle the commits, then hold on past the 10 s ack deadline.
+	time.Sleep(12 * time.Second)
 	c.mu.Lock()
 	nHeld := len(c.held)
 	c.mu.Unlock()
