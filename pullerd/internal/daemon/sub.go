@@ -67,14 +67,21 @@ func (d *Daemon) startSub(sub Sub) (s *subscription, err error) {
 	s.partCtx, s.partStop = context.WithCancel(context.Background())
 	s.loopCtx, s.loopStop = context.WithCancel(context.Background())
 	s.ackCtx, s.ackStop = context.WithCancel(context.Background())
+	ss := s // `return nil, err` clears the named result s before this cleanup runs
 	defer func() {
 		if err != nil {
-			s.streamStop()
-			s.partStop()
-			s.loopStop()
-			s.ackStop()
-			s.removeFiles()
-			s.m.unregister()
+			ss.streamStop()
+			ss.partStop()
+			ss.loopStop()
+			ss.ackStop()
+			if ss.commit != nil {
+				ss.commit.Close()
+			}
+			for _, p := range ss.parts {
+				p.ring.Close()
+			}
+			ss.removeFiles()
+			ss.m.unregister()
 		}
 	}()
 	s.sender = &ackd.Sender{Client: d.client, Subscription: sub.FullName(), Backoff: ackd.DefaultBackoff,
