@@ -28,9 +28,11 @@ import static org.apache.spark.sql.functions.when;
  *     dev.pubsubshm.spark.SourceBench [mode] [partitions] [messages per partition] [message bytes] [prefill]
  * </pre>
  *
- * Modes: {@code count} (micro-batch {@code count()}: the source alone, no column read),
- * {@code checksum} (every payload byte verified by a UDF: the columns are read as rows), and
- * {@code noop} (all six columns converted to rows into Spark's noop sink). ringgen runs as a
+ * Modes: {@code count} ({@code count()} in {@code foreachBatch}: Spark 4.1's foreachBatch sink
+ * turns every column of the micro-batch into rows before the function runs), {@code ids}
+ * (only {@code message_id} selected before the sink: the least row conversion),
+ * {@code checksum} (every payload byte verified by a UDF), and {@code noop} (all six columns
+ * converted to rows into Spark's noop sink). ringgen runs as a
  * separate process on the same cores, as pullerd would; with {@code prefill} (fifth
  * argument) it fills rings large enough for everything before the query starts, so that the
  * figure is the query's alone. Prints one JSON line per run: messages/s and payload MB/s from
@@ -86,6 +88,8 @@ public final class SourceBench
             {
                 case "count" -> in.writeStream().option("checkpointLocation", root.resolve("cp").toString())
                     .foreachBatch((VoidFunction2<Dataset<Row>, Long>)(df, id) -> rows.addAndGet(df.count())).start();
+                case "ids" -> in.select("message_id").writeStream().option("checkpointLocation", root.resolve("cp").toString())
+                    .foreachBatch((VoidFunction2<Dataset<Row>, Long>)(df, id) -> rows.addAndGet(df.count())).start();
                 case "checksum" -> in.writeStream().option("checkpointLocation", root.resolve("cp").toString())
                     .foreachBatch((VoidFunction2<Dataset<Row>, Long>)(df, id) ->
                     {
@@ -99,7 +103,7 @@ public final class SourceBench
                     }).start();
                 case "noop" -> in.writeStream().option("checkpointLocation", root.resolve("cp").toString())
                     .format("noop").start();
-                default -> throw new IllegalArgumentException("mode " + mode + ": want count, checksum or noop");
+                default -> throw new IllegalArgumentException("mode " + mode + ": want count, ids, checksum or noop");
             };
             final JsonNode summary = gen.awaitSummary(TimeUnit.MINUTES.toSeconds(20));
             final double s = (System.nanoTime() - start) / 1e9;
