@@ -10,6 +10,9 @@ import org.apache.spark.sql.sources.DataSourceRegister;
 import org.apache.spark.sql.types.StructType;
 import org.apache.spark.sql.util.CaseInsensitiveStringMap;
 
+import dev.pubsubshm.spark.sink.PubSubShmTopicTable;
+import dev.pubsubshm.spark.sink.SinkOptions;
+
 /**
  * {@code spark.readStream.format("pubsub-shm")}: a Pub/Sub subscription read through the
  * shared-memory rings that pullerd fills on each executor host (docs/SPARK.md).
@@ -19,6 +22,9 @@ import org.apache.spark.sql.util.CaseInsensitiveStringMap;
  *   .option("projectId", "my-project").option("subscriptionId", "my-sub")
  *   .load()
  * </pre>
+ *
+ * <p>With a {@code topicId} option it is the sink instead: {@code df.writeStream.format("pubsub-shm")
+ * .option("projectId", ...).option("topicId", ...)} ({@link PubSubShmTopicTable}).
  *
  * <p>The options are validated here, when the source is created ({@code load()}), and, in
  * local mode or without the plugin, so is the presence of the ring set on this host (or a
@@ -44,6 +50,11 @@ public final class PubSubShmSourceProvider implements TableProvider, DataSourceR
     @Override
     public Table getTable(final StructType schema, final Transform[] partitioning, final Map<String, String> properties)
     {
+        if (SinkOptions.isSink(properties))
+        {
+            // df.write(Stream).format("pubsub-shm").option("topicId", ...): the sink (docs/SPARK.md)
+            return new PubSubShmTopicTable(SinkOptions.parse(properties, System.getenv()));
+        }
         if (schema != null && !schema.equals(MessageSchema.SPARK_SCHEMA))
         {
             throw new IllegalArgumentException("pubsub-shm has a fixed schema " + MessageSchema.SPARK_SCHEMA.simpleString() +
