@@ -59,6 +59,9 @@ final class CommitBoard
 
     private static final class SetState
     {
+        String project = "";
+        String subscription = "";
+        int partitions;
         final Map<Long, long[]> marks = new HashMap<>(); // instance -> {committed, planned}
         final Set<String> streams = new HashSet<>();
         long lingerUntilNs;
@@ -71,12 +74,22 @@ final class CommitBoard
     /**
      * A stream starts reading a ring set.
      *
-     * @param streamId the stream.
-     * @param dir      the ring set directory.
+     * @param streamId     the stream.
+     * @param dir          the ring set directory.
+     * @param project      the subscription's project.
+     * @param subscription the subscription ID.
+     * @param partitions   virtual partitions to ask pullerd for when it attaches the
+     *                     subscription on a host, 0 for pullerd's default.
      */
-    synchronized void register(final String streamId, final Path dir)
+    synchronized void register(final String streamId, final Path dir, final String project, final String subscription,
+        final int partitions)
     {
-        sets.computeIfAbsent(dir, d -> new SetState()).streams.add(streamId);
+        final SetState s = sets.computeIfAbsent(dir, d -> new SetState());
+        s.streams.add(streamId);
+        s.project = project;
+        s.subscription = subscription;
+        s.partitions = partitions;
+        s.lingerUntilNs = 0;
     }
 
     /**
@@ -166,7 +179,8 @@ final class CommitBoard
             {
                 marks.add(new PluginMessages.RingMark(m.getKey(), m.getValue()[0], m.getValue()[1]));
             }
-            out.add(new PluginMessages.SetMarks(e.getKey().toString(), marks));
+            final SetState s = e.getValue();
+            out.add(new PluginMessages.SetMarks(e.getKey().toString(), s.project, s.subscription, s.partitions, marks));
         }
         return new PluginMessages.Reply(out);
     }

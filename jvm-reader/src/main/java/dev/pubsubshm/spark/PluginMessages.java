@@ -52,10 +52,14 @@ final class PluginMessages
     /**
      * The watermarks of one ring set.
      *
-     * @param dir   the ring set directory (the same path on every host).
-     * @param rings one per ring incarnation the driver knows.
+     * @param dir          the ring set directory (the same path on every host).
+     * @param project      the subscription's project (to ask a host's pullerd to attach it).
+     * @param subscription the subscription ID.
+     * @param partitions   virtual partitions to ask pullerd for, 0 for its default.
+     * @param rings        one per ring incarnation the driver knows.
      */
-    record SetMarks(String dir, List<RingMark> rings) implements Serializable
+    record SetMarks(String dir, String project, String subscription, int partitions, List<RingMark> rings)
+        implements Serializable
     {
         private static final long serialVersionUID = 1L;
     }

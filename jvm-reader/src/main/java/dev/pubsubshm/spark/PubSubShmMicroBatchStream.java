@@ -110,7 +110,8 @@ final class PubSubShmMicroBatchStream implements MicroBatchStream, SupportsAdmis
         this.driverCommits = driverCommits;
         this.localRingsExpected = localRingsExpected;
         this.local = new RingSetScanner(this.setDir, host);
-        board.register(id, this.setDir);
+        board.register(id, this.setDir, options.projectId(), options.subscriptionId(),
+            options.numPartitionsGiven() ? options.numPartitions() : 0);
     }
 
     // ---------------------------------------------------------------------------------

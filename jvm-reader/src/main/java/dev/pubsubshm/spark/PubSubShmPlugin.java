@@ -32,6 +32,9 @@ import org.slf4j.LoggerFactory;
  * them. A host whose executor runs no task of the next micro-batch still gets the watermark.
  * The RELEASED bit makes each batch's commit happen once however many JVMs apply a watermark
  * (the driver itself commits the rings on its own host directly; local mode needs no plugin).
+ * An executor whose host has no ring set for an active subscription asks its host's pullerd
+ * to attach it (control socket {@code <ringRoot>/control.sock}), every
+ * {@value #ATTACH_RETRY_MS} ms until the set is there.
  */
 public final class PubSubShmPlugin implements SparkPlugin
 {
@@ -41,6 +44,10 @@ public final class PubSubShmPlugin implements SparkPlugin
     public static final long DEFAULT_POLL_MS = 200;
     /** Detail batches per ring an executor reports at most per poll. */
     static final int MAX_REPORTED_BATCHES = 4096;
+    /** How often an executor asks its host's pullerd to attach a set that is not there. */
+    static final long ATTACH_RETRY_MS = 10_000;
+    /** How long an executor waits for pullerd's answer and the ring set. */
+    static final long ATTACH_TIMEOUT_MS = 5_000;
 
     private static final Logger LOG = LoggerFactory.getLogger(PubSubShmPlugin.class);
 
@@ -87,6 +94,7 @@ public final class PubSubShmPlugin implements SparkPlugin
     static final class Executor implements ExecutorPlugin
     {
         private final Map<String, RingSetScanner> scanners = new HashMap<>();
+        private final Map<String, Long> attachAttempts = new HashMap<>();
         private Map<String, Map<Long, Long>> planned = Map.of();
         private PluginContext ctx;
         private ScheduledExecutorService poller;
@@ -160,9 +168,9 @@ public final class PubSubShmPlugin implements SparkPlugin
                 RingSetScanner scanner = scanners.get(set.dir());
                 if (scanner == null)
                 {
-                    if (!RingSetScanner.isRingSet(Path.of(set.dir())))
+                    if (!RingSetScanner.isRingSet(Path.of(set.dir())) && !attach(set))
                     {
-                        continue; // no pullerd for this set on this host
+                        continue; // no pullerd for this set on this host (yet)
                     }
                     scanner = new RingSetScanner(Path.of(set.dir()), ctx.hostname());
                     scanners.put(set.dir(), scanner);
@@ -194,6 +202,54 @@ public final class PubSubShmPlugin implements SparkPlugin
                 }
             }
             planned = nextPlanned;
+        }
+
+        /**
+         * Asks this host's pullerd (its root control socket, next to the set directory) to
+         * attach the subscription, at most every {@link #ATTACH_RETRY_MS}.
+         *
+         * @return {@code true} if the ring set is there now.
+         */
+        private boolean attach(final PluginMessages.SetMarks set)
+        {
+            final Path dir = Path.of(set.dir());
+            final Path socket = dir.resolveSibling("control.sock");
+            final long now = System.nanoTime();
+            final Long last = attachAttempts.get(set.dir());
+            if (set.project().isEmpty() || !java.nio.file.Files.exists(socket) ||
+                (last != null && now - last < TimeUnit.MILLISECONDS.toNanos(ATTACH_RETRY_MS)))
+            {
+                return false;
+            }
+            attachAttempts.put(set.dir(), now);
+            try
+            {
+                final com.fasterxml.jackson.databind.JsonNode answer = PullerdClient.attach(socket, set.project(),
+                    set.subscription(), set.partitions(), ATTACH_TIMEOUT_MS);
+                if (!answer.path("ok").asBoolean(false))
+                {
+                    LOG.warn("pubsub-shm plugin: pullerd on {} refused to attach projects/{}/subscriptions/{}: {}", socket,
+                        set.project(), set.subscription(), answer.path("error").asText(answer.toString()));
+                    return false;
+                }
+                final long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ATTACH_TIMEOUT_MS);
+                while (!RingSetScanner.isRingSet(dir) && System.nanoTime() < deadline)
+                {
+                    Thread.sleep(10);
+                }
+                return RingSetScanner.isRingSet(dir);
+            }
+            catch (final java.io.IOException ex)
+            {
+                LOG.warn("pubsub-shm plugin: no pullerd answers on {} to attach projects/{}/subscriptions/{}: {}", socket,
+                    set.project(), set.subscription(), ex.getMessage());
+                return false;
+            }
+            catch (final InterruptedException ex)
+            {
+                Thread.currentThread().interrupt();
+                return false;
+            }
         }
 
         @Override

@@ -118,7 +118,7 @@ class PubSubShmPluginTest
             final Path dir = set.dir.toAbsolutePath().normalize();
             final long id0 = set.ring(0).instanceId();
             final long id1 = set.ring(1).instanceId();
-            board.register("plugin-test", dir);
+            board.register("plugin-test", dir, "p", "s", 0);
             final PubSubShmPlugin.Executor executor = new PubSubShmPlugin.Executor();
             executor.context(new DirectContext("host-x"));
             try
@@ -157,6 +157,57 @@ class PubSubShmPluginTest
             finally
             {
                 executor.shutdown();
+            }
+        }
+    }
+
+    @Test
+    @Timeout(30)
+    void anExecutorAsksItsHostsPullerdToAttachAnActiveSubscription() throws Exception
+    {
+        final Path dir = root.resolve("proj.sub-b").toAbsolutePath().normalize();
+        final java.util.concurrent.atomic.AtomicReference<JsonNode> request = new java.util.concurrent.atomic.AtomicReference<>();
+        final JavaRingSet[] created = new JavaRingSet[1];
+        final PubSubShmPlugin.Executor executor = new PubSubShmPlugin.Executor();
+        executor.context(new DirectContext("host-y"));
+        try (java.nio.channels.ServerSocketChannel server = java.nio.channels.ServerSocketChannel.open(
+            java.net.StandardProtocolFamily.UNIX))
+        {
+            server.bind(java.net.UnixDomainSocketAddress.of(root.resolve("control.sock")));
+            final Thread pullerd = new Thread(() ->
+            {
+                try (java.nio.channels.SocketChannel ch = server.accept())
+                {
+                    final java.io.BufferedReader in = new java.io.BufferedReader(new java.io.InputStreamReader(
+                        java.nio.channels.Channels.newInputStream(ch), java.nio.charset.StandardCharsets.UTF_8));
+                    request.set(new com.fasterxml.jackson.databind.ObjectMapper().readTree(in.readLine()));
+                    created[0] = new JavaRingSet(dir, 2, 4096);
+                    ch.write(java.nio.ByteBuffer.wrap(("{\"ok\":true,\"ring_set\":{\"dir\":\"" + dir + "\"}}\n")
+                        .getBytes(java.nio.charset.StandardCharsets.UTF_8)));
+                }
+                catch (final IOException ex)
+                {
+                    throw new java.io.UncheckedIOException(ex);
+                }
+            }, "fake-pullerd");
+            pullerd.start();
+            CommitBoard.get().register("attach-test", dir, "proj", "sub-b", 2);
+            executor.poll(); // the set is not on this host: ask pullerd
+            pullerd.join();
+            assertEquals("attach", request.get().path("op").asText());
+            assertEquals("proj", request.get().path("project").asText());
+            assertEquals("sub-b", request.get().path("subscription").asText());
+            assertEquals(2, request.get().path("partitions").asInt());
+            executor.poll();
+            assertEquals(2, CommitBoard.get().reportedViews(dir).size(), "the new set's rings are reported");
+        }
+        finally
+        {
+            CommitBoard.get().unregister("attach-test", dir);
+            executor.shutdown();
+            if (created[0] != null)
+            {
+                created[0].close();
             }
         }
     }
