@@ -83,6 +83,7 @@ final class PubSubShmMicroBatchStream implements MicroBatchStream, SupportsAdmis
     private RingOffset lastAvailable = RingOffset.empty();
     private RingOffset committed = RingOffset.empty();
     private boolean stopped;
+    private boolean setGone;
 
     /**
      * @param options            validated options.
@@ -276,9 +277,18 @@ final class PubSubShmMicroBatchStream implements MicroBatchStream, SupportsAdmis
     private List<RingView> views()
     {
         final List<RingView> views = new ArrayList<>(local.scan());
-        if (views.isEmpty() && localRingsExpected && !RingSetScanner.isRingSet(setDir))
+        if (localRingsExpected)
         {
-            LOG.warn("pubsub-shm: the ring set \"{}\" is gone (pullerd stopped?); no new data until it is back", setDir);
+            final boolean gone = views.isEmpty() && !RingSetScanner.isRingSet(setDir);
+            if (gone && !setGone)
+            {
+                LOG.warn("pubsub-shm: the ring set \"{}\" is gone (pullerd stopped?); no new data until it is back", setDir);
+            }
+            else if (!gone && setGone)
+            {
+                LOG.info("pubsub-shm: the ring set \"{}\" is back", setDir);
+            }
+            setGone = gone;
         }
         if (board.pluginActive())
         {

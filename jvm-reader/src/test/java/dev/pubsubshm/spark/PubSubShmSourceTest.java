@@ -455,6 +455,45 @@ class PubSubShmSourceTest
 
     @Test
     @Timeout(60)
+    void everyColumnArrivesWithItsValue() throws Exception
+    {
+        final long startMs = System.currentTimeMillis();
+        final ConcurrentLinkedQueue<Row> rows = new ConcurrentLinkedQueue<>();
+        try (Ringgen gen = Ringgen.start(set, "-partitions", "1", "-count", "300", "-size", "40", "-max-size", "90",
+            "-attributes", "2", "-ordering-keys", "3", "-exit-when-committed"))
+        {
+            awaitRows(set, 1, 300);
+            final StreamingQuery q = track(source()
+                .selectExpr("message_id", "publish_time", "length(data) AS n", "data", "attributes", "ordering_key",
+                    "delivery_attempt")
+                .writeStream()
+                .trigger(Trigger.AvailableNow())
+                .option("checkpointLocation", checkpoint.toString())
+                .foreachBatch((VoidFunction2<Dataset<Row>, Long>)(df, batchId) -> rows.addAll(df.collectAsList()))
+                .start());
+            assertTrue(q.awaitTermination(30_000));
+            gen.awaitSummary(30);
+        }
+        assertEquals(300, rows.size());
+        for (final Row r : rows)
+        {
+            final long id = Long.parseLong(r.getString(0));
+            final java.sql.Timestamp t = r.getTimestamp(1);
+            assertTrue(t.getTime() >= startMs - 60_000 && t.getTime() <= System.currentTimeMillis(), "publish_time " + t);
+            final int n = r.getInt(2);
+            assertTrue(n >= 40 && n <= 90, "payload size " + n);
+            assertTrue(RingChecks.checksumOk((byte[])r.get(3)), "payload checksum of message " + id);
+            final scala.collection.Map<String, String> attrs = r.getMap(4);
+            assertEquals(2, attrs.size(), "attributes " + attrs);
+            assertTrue(attrs.get("a0").get().matches("v[0-9]{7}") && attrs.get("a1").get().matches("v[0-9]{7}"),
+                attrs.toString());
+            assertEquals("key-" + (id % 3), r.getString(5), "ordering_key of message " + id);
+            assertTrue(r.isNullAt(6), "delivery_attempt is null without a dead-letter policy");
+        }
+    }
+
+    @Test
+    @Timeout(60)
     void badOptionsFailWhenTheSourceIsCreatedNamingWhatToFix()
     {
         final Map<String, String> good = Map.of("projectId", PROJECT, "subscriptionId", "sub", "ringRoot", root.toString());
