@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/pubsub-shm/pubsub-shm/bench/jvm"
@@ -60,7 +61,11 @@ func Shm(ctx context.Context, o Options, size int) (res Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	cmd, err := jvm.Command(o.jfrOpts("shm", size), "dev.pubsubshm.bench.RingBenchConsumer", "--dir", dir, "--partition", "0", "--timeout-s", "120")
+	// The warm-up covers a full ring: batches written while the JVM was still starting
+	// would otherwise count their wait in the latency percentiles.
+	warmup := strconv.FormatInt(o.Capacity/max(o.Policy.MaxBytes, 1)+1, 10)
+	cmd, err := jvm.Command(o.jfrOpts("shm", size), "dev.pubsubshm.bench.RingBenchConsumer", "--dir", dir, "--partition", "0",
+		"--timeout-s", "120", "--warmup-batches", warmup)
 	if err != nil {
 		return res, err
 	}
@@ -106,11 +111,22 @@ func Shm(ctx context.Context, o Options, size int) (res Result, err error) {
 		return res, err
 	}
 	cpu0 := cpuTime()
-	end := time.Now().Add(o.Duration)
+	// The run lasts o.Duration from the consumer's first release: a JVM that attached but
+	// is still loading classes must not eat into the measured time.
+	var end time.Time
+	firstRelease := time.Now().Add(2 * time.Minute)
 	var m arrowbatch.Message
 	for i := 0; ; i++ {
 		if i&1023 == 0 {
-			if time.Now().After(end) {
+			now := time.Now()
+			if end.IsZero() {
+				if data.Head() > 0 {
+					end = now.Add(o.Duration)
+				} else if now.After(firstRelease) {
+					stopProf()
+					return res, fmt.Errorf("JVM consumer released nothing in 2 minutes\n%s", p.stderr.String())
+				}
+			} else if now.After(end) {
 				break
 			}
 			if ctx.Err() != nil {

@@ -77,12 +77,13 @@ type Second struct {
 	RSSGoMiB   float64
 	RSSJVMMiB  float64
 	RingFill   float64 // 0..1
-	ShmUsedMiB float64
+	RingSetMiB float64 // /dev/shm held by the soak's ring files
+	ShmUsedMiB float64 // /dev/shm in use by everyone
 }
 
 // Soak writes the make soak figure to path: throughput against the target (top),
 // end-to-end latency percentiles on a log scale (middle), and memory: RSS of both
-// processes and /dev/shm in use (bottom).
+// processes and the /dev/shm storage of the soak's rings (bottom).
 func Soak(path, title string, secs []Second) error {
 	tp := plot.New()
 	tp.Title.Text = title + ": throughput"
@@ -138,7 +139,7 @@ func Soak(path, title string, secs []Second) error {
 		name string
 		get  func(Second) float64
 	}{{"Go RSS", func(s Second) float64 { return s.RSSGoMiB }}, {"JVM RSS", func(s Second) float64 { return s.RSSJVMMiB }},
-		{"/dev/shm used", func(s Second) float64 { return s.ShmUsedMiB }}} {
+		{"ring files in /dev/shm", func(s Second) float64 { return s.RingSetMiB }}} {
 		var xy plotter.XYs
 		for _, s := range secs {
 			xy = append(xy, plotter.XY{X: s.T, Y: q.get(s)})

@@ -16,9 +16,10 @@
 //     (1 - 2 x tolerance) x target (tolerance: -tolerance, default 5%);
 //   - any message was lost, repeated or corrupted, or a batch was not committed back
 //     exactly once;
-//   - memory or /dev/shm grew without bound: the peak RSS of either process, or /dev/shm
-//     in use, in the second half of the measured seconds exceeds the first half's peak
-//     by more than 64 MiB + 10%.
+//   - memory or /dev/shm grew without bound: the peak RSS of either process, or of the
+//     /dev/shm storage held by the soak's ring files, in the second half of the measured
+//     seconds exceeds the first half's peak by more than 64 MiB + 10%. (The whole of
+//     /dev/shm in use is recorded too, but other processes share it.)
 //
 // Latency is reported, not judged (the project's goal, p99 under 1 ms, is in the
 // verdict line).

@@ -23,7 +23,7 @@ func TestParseRate(t *testing.T) {
 func makeSeconds(n int, bytes func(i int) int64, rss func(i int) int64) []Second {
 	var s []Second
 	for i := 0; i < n; i++ {
-		s = append(s, Second{T: float64(i + 1), Bytes: bytes(i), GoRSSBytes: 50 << 20, JVMRSSBytes: rss(i), ShmUsedBytes: 64 << 20, P99LatencyUs: 500})
+		s = append(s, Second{T: float64(i + 1), Bytes: bytes(i), GoRSSBytes: 50 << 20, JVMRSSBytes: rss(i), RingSetBytes: 64 << 20, ShmUsedBytes: 64 << 20, P99LatencyUs: 500})
 	}
 	return s
 }

@@ -69,8 +69,9 @@ type Second struct {
 	JVMHeapUsedBytes int64   `json:"jvm_heap_used_bytes"`
 	JVMRSSBytes      int64   `json:"jvm_rss_bytes"`
 	GoRSSBytes       int64   `json:"go_rss_bytes"`
-	RingFill         float64 `json:"ring_fill"` // fullest ring, fraction of capacity
-	ShmUsedBytes     int64   `json:"shm_used_bytes"`
+	RingFill         float64 `json:"ring_fill"`      // fullest ring, fraction of capacity
+	RingSetBytes     int64   `json:"ring_set_bytes"` // /dev/shm blocks held by this soak's ring files
+	ShmUsedBytes     int64   `json:"shm_used_bytes"` // /dev/shm in use by everyone (informational)
 	ChecksumFailures int64   `json:"checksum_failures"`
 	Lost             int64   `json:"lost"`
 	Duplicates       int64   `json:"duplicates"`
@@ -316,7 +317,7 @@ loop:
 			sec := Second{T: s.T, Msgs: s.Msgs, Bytes: s.Bytes, ProducedBytes: produced - lastProduced,
 				P50LatencyUs: s.P50LatencyUs, P99LatencyUs: s.P99LatencyUs, P999LatencyUs: s.P999LatencyUs, MaxLatencyUs: s.MaxLatencyUs,
 				JVMGCCount: s.GCCount, JVMGCTimeMs: s.GCTimeMs, JVMAllocBytes: s.AllocBytes, JVMCPUNs: s.CPUNs,
-				JVMHeapUsedBytes: s.HeapUsedBytes, JVMRSSBytes: rss(jvmPid), GoRSSBytes: rss(0), RingFill: fill, ShmUsedBytes: shmUsed(),
+				JVMHeapUsedBytes: s.HeapUsedBytes, JVMRSSBytes: rss(jvmPid), GoRSSBytes: rss(0), RingFill: fill, RingSetBytes: dirBlocks(dir), ShmUsedBytes: shmUsed(),
 				ChecksumFailures: s.ChecksumFailures, Lost: s.Lost, Duplicates: s.Duplicates}
 			if sec.JVMRSSBytes < 0 {
 				sec.JVMRSSBytes = s.RSSBytes
@@ -525,7 +526,7 @@ func summarize(cfg config, rep *Report, final *jvmSecond, parts []*part, goCPU t
 	}
 	goRSS := func(x Second) int64 { return x.GoRSSBytes }
 	jvmRSS := func(x Second) int64 { return x.JVMRSSBytes }
-	shm := func(x Second) int64 { return x.ShmUsedBytes }
+	shm := func(x Second) int64 { return x.RingSetBytes }
 	s.GoRSSGrowth, s.JVMRSSGrowth, s.ShmGrowth = growth(goRSS), growth(jvmRSS), growth(shm)
 	s.MemoryBounded = bound(s.GoRSSGrowth, goRSS) && bound(s.JVMRSSGrowth, jvmRSS) && bound(s.ShmGrowth, shm)
 	s.LatencyGoalMet = s.P99LatencyUs > 0 && s.P99LatencyUs < 1000
@@ -539,7 +540,7 @@ func summarize(cfg config, rep *Report, final *jvmSecond, parts []*part, goCPU t
 		why = append(why, fmt.Sprintf("data not intact (%d lost, %d repeated, %d corrupt, %d bad ids, %d commit errors)", s.Lost, s.Duplicates, s.ChecksumFailures, s.BadIDs, s.CommitErrors))
 	}
 	if !s.MemoryBounded {
-		why = append(why, fmt.Sprintf("memory grew (Go RSS %+d MiB, JVM RSS %+d MiB, /dev/shm %+d MiB)", s.GoRSSGrowth>>20, s.JVMRSSGrowth>>20, s.ShmGrowth>>20))
+		why = append(why, fmt.Sprintf("memory grew (Go RSS %+d MiB, JVM RSS %+d MiB, ring files in /dev/shm %+d MiB)", s.GoRSSGrowth>>20, s.JVMRSSGrowth>>20, s.ShmGrowth>>20))
 	}
 	latency := "met"
 	if !s.LatencyGoalMet {
@@ -561,7 +562,7 @@ func drawSoak(path string, cfg config, rep *Report) error {
 	for _, s := range rep.Seconds {
 		secs = append(secs, plot.Second{T: s.T, BytesPerS: float64(s.Bytes), TargetBps: cfg.Rate, P50: s.P50LatencyUs, P99: s.P99LatencyUs,
 			P999: s.P999LatencyUs, RSSGoMiB: float64(s.GoRSSBytes) / (1 << 20), RSSJVMMiB: float64(s.JVMRSSBytes) / (1 << 20),
-			RingFill: s.RingFill, ShmUsedMiB: float64(s.ShmUsedBytes) / (1 << 20)})
+			RingFill: s.RingFill, RingSetMiB: float64(s.RingSetBytes) / (1 << 20), ShmUsedMiB: float64(s.ShmUsedBytes) / (1 << 20)})
 	}
 	return plot.Soak(path, fmt.Sprintf("make soak: %d B messages, target %s/s", cfg.Size, human(cfg.Rate)), secs)
 }
@@ -588,7 +589,24 @@ func rss(pid int) int64 {
 	return -1
 }
 
-// shmUsed returns the bytes in use on /dev/shm.
+// dirBlocks returns the bytes of storage held by the files in dir (st_blocks), -1 if
+// unknown.
+func dirBlocks(dir string) int64 {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return -1
+	}
+	var n int64
+	for _, e := range ents {
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(dir, e.Name()), &st); err == nil {
+			n += st.Blocks * 512
+		}
+	}
+	return n
+}
+
+// shmUsed returns the bytes in use on /dev/shm, by every user of it.
 func shmUsed() int64 {
 	var st unix.Statfs_t
 	if err := unix.Statfs("/dev/shm", &st); err != nil {
