@@ -660,3 +660,21 @@ func metricLabel(t testing.TB, addr, name, label string) float64 {
 	}
 	return sum
 }
+
+// TestResultLayout checks every RESULTS body offset against docs/FORMAT.md section 6.2
+// (the Java twin is PublishResults, checked by ResultLayoutTest).
+func TestResultLayout(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		got, want int
+	}{
+		{"outbound_batch_id", ResBatchIDOffset, 0}, {"outbound_instance_id", ResInstanceIDOffset, 8},
+		{"rows", ResRowsOffset, 16}, {"published", ResPublishedOffset, 20}, {"status", ResStatusOffset, 24},
+		{"attempts", ResAttemptsOffset, 28}, {"published_bytes", ResBytesOffset, 32}, {"latency_ns", ResLatencyOffset, 40},
+		{"error_length", ResErrorLengthOffset, 48}, {"reserved", ResReservedOffset, 52}, {"error text", ResultLength, 64},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s at %d, FORMAT.md says %d", c.name, c.got, c.want)
+		}
+	}
+}
