@@ -21,7 +21,7 @@ func TestCrossProcessSoak(t *testing.T) {
 	out := t.TempDir()
 	cfg := config{Duration: 15 * time.Second, Warmup: 3 * time.Second, Size: 1024, Rate: 100e6, Tolerance: 0.05, Partitions: 2,
 		Capacity: 16 << 20, Policy: arrowbatch.Policy{MaxRows: 32768, MaxBytes: 256 << 10, Linger: time.Millisecond},
-		Seed: 5, JVMOpts: []string{"-Xms128m", "-Xmx128m"}, Out: out, Progress: "none"}
+		Seed: 5, JVMOpts: []string{"-Xms128m", "-Xmx128m"}, Out: out, Progress: "none", MaxPark: 100 * time.Microsecond}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	rep, err := run(ctx, cfg, io.Discard)

@@ -63,19 +63,44 @@ func main() {
 }
 
 type config struct {
-	Duration   time.Duration     `json:"duration_s"`
-	Warmup     time.Duration     `json:"warmup_s"`
-	Size       int               `json:"msg_size"`
-	Rate       float64           `json:"target_bytes_per_s"`
-	Tolerance  float64           `json:"tolerance"`
-	Partitions int               `json:"partitions"`
-	Capacity   int64             `json:"ring_capacity"`
-	Policy     arrowbatch.Policy `json:"-"`
-	Seed       int64             `json:"seed"`
-	JVMOpts    []string          `json:"jvm_opts"`
-	Out        string            `json:"-"`
-	Progress   string            `json:"-"`
-	CPUProfile string            `json:"-"`
+	Duration   time.Duration
+	Warmup     time.Duration
+	Size       int
+	Rate       float64
+	Tolerance  float64
+	Partitions int
+	Capacity   int64
+	Policy     arrowbatch.Policy
+	Seed       int64
+	JVMOpts    []string
+	Out        string
+	Progress   string
+	CPUProfile string
+	MaxPark    time.Duration
+}
+
+// reportConfig is the configuration as soak.json records it.
+type reportConfig struct {
+	DurationS       float64  `json:"duration_s"`
+	WarmupS         float64  `json:"warmup_s"`
+	MsgSize         int      `json:"msg_size"`
+	TargetBytesPerS float64  `json:"target_bytes_per_s"`
+	Tolerance       float64  `json:"tolerance"`
+	Partitions      int      `json:"partitions"`
+	RingCapacity    int64    `json:"ring_capacity"`
+	BatchRows       int      `json:"batch_rows"`
+	BatchBytes      int64    `json:"batch_bytes"`
+	LingerUs        int64    `json:"linger_us"`
+	Seed            int64    `json:"seed"`
+	JVMOpts         []string `json:"jvm_opts"`
+	JVMMaxParkUs    int64    `json:"jvm_max_park_us"`
+}
+
+func (c config) report() reportConfig {
+	return reportConfig{DurationS: c.Duration.Seconds(), WarmupS: c.Warmup.Seconds(), MsgSize: c.Size, TargetBytesPerS: c.Rate,
+		Tolerance: c.Tolerance, Partitions: c.Partitions, RingCapacity: c.Capacity, BatchRows: c.Policy.MaxRows,
+		BatchBytes: c.Policy.MaxBytes, LingerUs: c.Policy.Linger.Microseconds(), Seed: c.Seed, JVMOpts: c.JVMOpts,
+		JVMMaxParkUs: c.MaxPark.Microseconds()}
 }
 
 func parseFlags(args []string) (config, error) {
@@ -97,6 +122,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&cfg.Out, "out", "bench/out", "directory for soak.json and soak.png")
 	fs.StringVar(&cfg.Progress, "progress", "auto", "progress display on stderr: bar, lines (one every 10 s), none, or auto (bar on a terminal)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a Go CPU profile of the producer here")
+	fs.DurationVar(&cfg.MaxPark, "jvm-max-park", 100*time.Microsecond, "longest the JVM reader parks when the rings are empty (shorter: lower latency, more CPU)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}

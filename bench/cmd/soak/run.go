@@ -109,11 +109,11 @@ type Summary struct {
 
 // Report is soak.json.
 type Report struct {
-	Config  config   `json:"config"`
-	Seconds []Second `json:"per_second"`
-	Summary Summary  `json:"summary"`
-	Verdict string   `json:"verdict"`
-	Pass    bool     `json:"pass"`
+	Config  reportConfig `json:"config"`
+	Seconds []Second     `json:"per_second"`
+	Summary Summary      `json:"summary"`
+	Verdict string       `json:"verdict"`
+	Pass    bool         `json:"pass"`
 }
 
 // part is one DATA ring with its producer.
@@ -164,7 +164,8 @@ func run(ctx context.Context, cfg config, stderr io.Writer) (*Report, error) {
 		parts[p] = &part{ring: r, pending: map[int64]int32{}, early: map[int64]int{}}
 		names[p] = strconv.Itoa(p)
 	}
-	cmd, err := jvm.Command(cfg.JVMOpts, "dev.pubsubshm.bench.SoakConsumer", "--dir", dir, "--partitions", strings.Join(names, ","))
+	cmd, err := jvm.Command(cfg.JVMOpts, "dev.pubsubshm.bench.SoakConsumer", "--dir", dir, "--partitions", strings.Join(names, ","),
+		"--max-park-us", strconv.FormatInt(max(1, cfg.MaxPark.Microseconds()), 10))
 	if err != nil {
 		return nil, err
 	}
@@ -291,7 +292,7 @@ func run(ctx context.Context, cfg config, stderr io.Writer) (*Report, error) {
 	go func() { prodWG.Wait(); close(prodDone) }()
 
 	// Per-second records, driven by the JVM's lines.
-	rep := &Report{Config: cfg}
+	rep := &Report{Config: cfg.report()}
 	bar := newProgress(cfg, stderr)
 	var final *jvmSecond
 	var lastProduced int64

@@ -46,7 +46,9 @@ import dev.pubsubshm.ring.RingFile;
  * <p>Before the first second it prints {@code {"ready":true,"t_s":0}}: every ring is open
  * and the reading loop starts (the soak's producers wait for it).
  *
- * <p>Options: {@code --dir D --partitions P,Q,... [--timeout-s S]}.
+ * <p>Options: {@code --dir D --partitions P,Q,... [--timeout-s S] [--max-park-us N]}: the
+ * reader spins, yields, then parks up to N microseconds (default 1000) when the rings are
+ * empty; a shorter park lowers latency and costs CPU.
  */
 public final class SoakConsumer
 {
@@ -59,6 +61,7 @@ public final class SoakConsumer
         Path dir = null;
         int[] partitions = {0};
         long timeoutS = 30;
+        long maxParkUs = TimeUnit.NANOSECONDS.toMicros(BackoffIdleStrategy.DEFAULT_MAX_PARK_NS);
         for (int i = 0; i < args.length; i++)
         {
             switch (args[i])
@@ -66,6 +69,7 @@ public final class SoakConsumer
                 case "--dir" -> dir = Path.of(args[++i]);
                 case "--partitions" -> partitions = java.util.Arrays.stream(args[++i].split(",")).map(String::trim).mapToInt(Integer::parseInt).toArray();
                 case "--timeout-s" -> timeoutS = Long.parseLong(args[++i]);
+                case "--max-park-us" -> maxParkUs = Long.parseLong(args[++i]);
                 default ->
                 {
                     System.err.println("SoakConsumer: unknown option " + args[i]);
@@ -80,7 +84,7 @@ public final class SoakConsumer
         }
         try
         {
-            System.exit(run(dir, partitions, timeoutS) ? 0 : 1);
+            System.exit(run(dir, partitions, timeoutS, maxParkUs) ? 0 : 1);
         }
         catch (final Exception ex)
         {
@@ -115,7 +119,7 @@ public final class SoakConsumer
         }
     }
 
-    static boolean run(final Path dir, final int[] partitions, final long timeoutS)
+    static boolean run(final Path dir, final int[] partitions, final long timeoutS, final long maxParkUs)
     {
         final LatencyHistogram second = new LatencyHistogram();
         final LatencyHistogram total = new LatencyHistogram();
@@ -138,7 +142,9 @@ public final class SoakConsumer
                     closers.add(0, l);
                     ps[i] = new Part(partitions[i], f, r, l, new MessageBatchCheck(second, true));
                 }
-                return loop(ps, commits, meter, second, total, timeoutS);
+                final IdleStrategy idle = new BackoffIdleStrategy(BackoffIdleStrategy.DEFAULT_MAX_SPINS, BackoffIdleStrategy.DEFAULT_MAX_YIELDS,
+                    BackoffIdleStrategy.DEFAULT_MIN_PARK_NS, Math.max(BackoffIdleStrategy.DEFAULT_MIN_PARK_NS, TimeUnit.MICROSECONDS.toNanos(maxParkUs)));
+                return loop(ps, commits, meter, second, total, timeoutS, idle);
             }
             finally
             {
@@ -158,10 +164,9 @@ public final class SoakConsumer
     }
 
     private static boolean loop(final Part[] ps, final CommitRingWriter commits, final JvmMeter meter, final LatencyHistogram second,
-        final LatencyHistogram total, final long timeoutS)
+        final LatencyHistogram total, final long timeoutS, final IdleStrategy idle)
     {
         final DataRecord record = new DataRecord();
-        final IdleStrategy idle = new BackoffIdleStrategy();
         final MicroClock clock = new MicroClock();
         final long startNs = System.nanoTime();
         long nextReportNs = startNs + TimeUnit.SECONDS.toNanos(1);
