@@ -5,14 +5,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	pb "cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 )
 
 // smallTmpfs mounts a private tmpfs of size bytes (mode 0700) and returns its path; it is
@@ -142,5 +147,151 @@ func TestShmTooSmall(t *testing.T) {
 	}
 	if ents := ringSetEntries(t, mnt); len(ents) > 1 {
 		t.Errorf("pullerd left %v after its clean stop", ents)
+	}
+}
+
+// rssKiB returns a process's resident set size in KiB (0 if it is gone).
+func rssKiB(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			f := strings.Fields(l)
+			if len(f) >= 2 {
+				n, _ := strconv.ParseInt(f[1], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// metricsAddr returns the metrics address a pullerd process printed when it got ready.
+func (p *proc) metricsAddr(t testing.TB) string {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.lines {
+		if i := strings.Index(l, " metrics="); strings.HasPrefix(l, "pullerd ready ") && i >= 0 {
+			return l[i+len(" metrics="):]
+		}
+	}
+	t.Fatal("pullerd printed no metrics address")
+	return ""
+}
+
+// metricValue scrapes pullerd's /metrics and returns the sum of the samples of name.
+func metricValue(t testing.TB, addr, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var sum float64
+	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, name+" ") || strings.HasPrefix(l, name+"{") {
+			f := strings.Fields(l)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
+// TestRingFullSlowReader: the reader (Spark, slow) attaches and heart-beats but reads and
+// commits nothing for several ack deadlines while a 60 MB backlog waits, and pullerd's own
+// flow-control limits are set far away (1 GiB, 10 M messages) so that only the full ring
+// holds it back. pullerd must stop pulling (the emulator's count of messages sent stops
+// growing, far below the backlog), keep its memory bounded (RSS), and keep the leases of
+// everything it holds alive (no message is redelivered although the 3 s ack deadline
+// passes several times). When the reader resumes, every message arrives exactly once and
+// is acked once.
+func TestRingFullSlowReader(t *testing.T) {
+	const n, size = 60000, 1000
+	root := shmRoot(t)
+	srv := newEmulator(t, 10*time.Second, "sub")
+	pd := startPullerd(t, srv, root, t.TempDir(), "-subscription", "sub", "-partitions", "1", "-streams", "1",
+		"-ring-capacity", "1048576", "-ack-deadline", "3s", "-max-outstanding-messages", "4000",
+		"-max-outstanding-bytes", "1073741824", "-batch-rows", "200")
+	metrics := pd.metricsAddr(t)
+	c := newGoConsumer(t, filepath.Join(root, project+".sub"), 1) // attached, heart-beating, not reading
+	defer c.close()
+	pub := startPublisher(srv, 30000, n, func(i int) *pb.PubsubMessage {
+		return &pb.PubsubMessage{Data: []byte(strings.Repeat(string(rune('a'+i%26)), size))}
+	})
+	published := pub.Wait()
+
+	var sentAt5, rssMax int64
+	start := time.Now()
+	for time.Since(start) < 12*time.Second {
+		time.Sleep(500 * time.Millisecond)
+		rssMax = max(rssMax, rssKiB(pd.cmd.Process.Pid))
+		if sentAt5 == 0 && time.Since(start) >= 5*time.Second {
+			sentAt5 = srv.Stats().MessagesSent
+		}
+	}
+	sent := srv.Stats().MessagesSent
+	held := metricValue(t, metrics, "pullerd_held_messages")
+	t.Logf("reader stalled 12 s: emulator sent %d of %d (%d at 5 s), pullerd holds %v, RSS max %d MiB, lease extensions %v",
+		sent, n, sentAt5, held, rssMax/1024, metricValue(t, metrics, "pullerd_lease_extensions_total"))
+	if sent > n/3 {
+		t.Errorf("pullerd took %d of %d messages with its ring full: it did not stop pulling", sent, n)
+	}
+	if sent > sentAt5+int64(n/100) {
+		t.Errorf("the emulator went on sending with the ring full: %d at 5 s, %d at 12 s", sentAt5, sent)
+	}
+	if rssMax > 256<<10 {
+		t.Errorf("pullerd RSS reached %d MiB with a 1 MiB ring", rssMax/1024)
+	}
+	redelivered := 0
+	for _, m := range srv.Messages() {
+		if m.Deliveries > 1 {
+			redelivered++
+		}
+	}
+	if redelivered > 0 {
+		t.Errorf("%d messages redelivered while pullerd held them: their leases were not kept alive", redelivered)
+	}
+	if metricValue(t, metrics, "pullerd_lease_extensions_total") == 0 {
+		t.Error("no lease extended in 12 s with a 3 s ack deadline")
+	}
+
+	c.readAll(t, published, 2*time.Minute)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		acked, multi := ackState(srv)
+		if len(acked) == n {
+			if multi > 0 {
+				t.Errorf("%d messages acked more than once", multi)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d acked a minute after the reader resumed", len(acked), n)
+		}
+		c.pollOnce(t)
+		time.Sleep(50 * time.Millisecond)
+	}
+	dups := 0
+	for _, k := range c.seen {
+		dups += k - 1
+	}
+	if dups > 0 {
+		redelivered, maxDeliveries := 0, 0
+		for _, m := range srv.Messages() {
+			if m.Deliveries > 1 {
+				redelivered++
+				maxDeliveries = max(maxDeliveries, m.Deliveries)
+			}
+		}
+		t.Errorf("%d messages read twice or more after the reader resumed; the emulator redelivered %d (at most %d times each); lease extensions %v",
+			dups, redelivered, maxDeliveries, metricValue(t, metrics, "pullerd_lease_extensions_total"))
+	}
+	if err := pd.term(30 * time.Second); err != nil {
+		t.Fatal(err)
 	}
 }

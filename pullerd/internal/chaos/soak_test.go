@@ -40,24 +40,6 @@ func envInt(t *testing.T, name string, def int) int {
 	return n
 }
 
-// rssKiB returns a process's resident set size in KiB (0 if it is gone).
-func rssKiB(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			f := strings.Fields(l)
-			if len(f) >= 2 {
-				n, _ := strconv.ParseInt(f[1], 10, 64)
-				return n
-			}
-		}
-	}
-	return 0
-}
-
 // TestChaosSoak: CHAOS_DURATION (default 3m) of traffic at CHAOS_RATE messages/s (default
 // 1000) through emulator -> pullerd -> rings -> Spark (file sink), with a random fault
 // every 5 to 15 s: the Spark JVM killed with SIGKILL (mid-batch when one runs) and

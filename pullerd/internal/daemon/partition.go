@@ -45,8 +45,9 @@ type partition struct {
 // delivery is a slice of one StreamingPull response handed to a partition, with the time
 // it was received (the start of its lease).
 type delivery struct {
-	msgs []*pb.ReceivedMessage
-	at   time.Time
+	msgs  []*pb.ReceivedMessage
+	at    time.Time
+	lease *inflightLease // its lease until the messages are in a batch
 }
 
 // msgSize is the payload size of a message as held counts and batch limits count it.
@@ -127,7 +128,9 @@ func (p *partition) run(ctx context.Context) {
 			armed = false
 			linger.Stop()
 		case dl := <-p.in:
-			if err := p.addAll(dl); err != nil {
+			err := p.addAll(dl)
+			p.s.inflight.remove(dl.lease) // in the table now, or in the open batch until the linger
+			if err != nil {
 				p.failed(ctx, err)
 				armed = false
 				linger.Stop()

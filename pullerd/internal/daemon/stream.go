@@ -192,9 +192,11 @@ func (s *subscription) pickPartition() int {
 // handOff sends a slice to a partition, waiting while the partition is busy (which stops
 // the stream). Messages that cannot be handed off before shutdown are nacked.
 func (s *subscription) handOff(ctx context.Context, p int, msgs []*pb.ReceivedMessage, at time.Time) {
+	lease := s.inflight.add(msgs, at.Add(s.d.cfg.AckDeadline)) // kept alive while it waits
 	select {
-	case s.parts[p].in <- delivery{msgs: msgs, at: at}:
+	case s.parts[p].in <- delivery{msgs: msgs, at: at, lease: lease}:
 	case <-ctx.Done():
+		s.inflight.remove(lease)
 		s.orphan(msgs)
 	}
 }

@@ -30,6 +30,7 @@ type subscription struct {
 	ackd     *ackd.Ackd
 	sender   *ackd.Sender
 	held     ackd.Held
+	inflight inflight // leases of received messages not in a table yet
 	nstreams int
 	ordering atomic.Bool
 	rr       atomic.Uint64
@@ -214,7 +215,8 @@ func (s *subscription) leases(ctx context.Context) {
 		for _, p := range s.parts {
 			due = p.currentTable().DueForLease(now, margin, now.Add(deadline), due)
 		}
-		if len(due) == 0 {
+		ids = s.inflight.due(now, margin, now.Add(deadline), ids)
+		if len(due) == 0 && len(ids) == 0 {
 			continue
 		}
 		for _, b := range due {
