@@ -22,7 +22,7 @@ jvm:
 
 ## test: every test. Go unit tests with -race, the Java tests, the cross-language golden
 ## files both ways, and the cross-process tests (real Go and Java processes).
-test: go-build jvm test-go test-java test-cross check-clean
+test: go-build jvm bench-jvm test-go test-java test-cross check-clean
 
 test-go:
 	$(GO) test $(GOTEST_FLAGS) ./...
@@ -55,7 +55,7 @@ fuzz:
 	  $(GO) test ./ringbuf -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -parallel 1 || exit 1; done
 
 clean:
-	rm -rf bench/out jvm-reader/target
+	rm -rf bench/out jvm-reader/target bench/java/*/target
 
 ## bench-jvm: the JVM sides of the flight and javaclient peers, each with its own
 ## classpath (bench/java: flight-core and Google's Pub/Sub client stay off Spark's)
