@@ -191,8 +191,7 @@ final class TopicDataWriter implements DataWriter<InternalRow>, OutboundBatchBui
             {
                 break;
             }
-            checkDeadlineAndPeer(start, "waiting for Pub/Sub to accept " + (batches - results.answered()) + " of " + batches +
-                " batches at commit");
+            checkDeadlineAndPeer(start, -1);
             LockSupport.parkNanos(50_000);
         }
         waitNs += System.nanoTime() - start;
@@ -223,8 +222,7 @@ final class TopicDataWriter implements DataWriter<InternalRow>, OutboundBatchBui
         {
             results.poll();
             checkFailure();
-            checkDeadlineAndPeer(startNs, "waiting for " + needed + " bytes of OUTBOUND ring space (" +
-                outbound.used() + " of " + outRing.capacity() + " held by batches being published)");
+            checkDeadlineAndPeer(startNs, needed);
         }
         catch (final IOException ex)
         {
@@ -234,13 +232,31 @@ final class TopicDataWriter implements DataWriter<InternalRow>, OutboundBatchBui
         waitNs += System.nanoTime() - now;
     }
 
-    private void checkDeadlineAndPeer(final long start, final String what) throws PublishException
+    /** What the writer waits for, for messages (built only when it fails): ring space, or -1 for the commit. */
+    private String waitingFor(final long needed)
+    {
+        if (needed < 0)
+        {
+            return "waiting for Pub/Sub to accept " + (builder.batches() - results.answered()) + " of " + builder.batches() +
+                " batches at commit";
+        }
+        return "waiting for " + needed + " bytes of OUTBOUND ring space (" + outbound.used() + " of " + outRing.capacity() +
+            " held by batches being published)";
+    }
+
+    /**
+     * Fails the wait after publishTimeoutMs, or when pullerd is gone.
+     *
+     * @param start  when the wait began.
+     * @param needed ring bytes waited for, or -1 at commit.
+     */
+    private void checkDeadlineAndPeer(final long start, final long needed) throws PublishException
     {
         final long now = System.nanoTime();
         if (now - start > TimeUnit.MILLISECONDS.toNanos(options.publishTimeoutMs()))
         {
             throw new PublishException("pubsub-shm sink: timed out after " + SinkOptions.PUBLISH_TIMEOUT_MS + "=" +
-                options.publishTimeoutMs() + " " + what + " [" + label + "]");
+                options.publishTimeoutMs() + " " + waitingFor(needed) + " [" + label + "]");
         }
         if (now - lastLivenessNs < LIVENESS_CHECK_NS)
         {
@@ -254,7 +270,7 @@ final class TopicDataWriter implements DataWriter<InternalRow>, OutboundBatchBui
         {
             results.poll();
             checkFailure();
-            throw new PublishException("pubsub-shm sink: pullerd stopped serving this writer while " + what + " (" +
+            throw new PublishException("pubsub-shm sink: pullerd stopped serving this writer while " + waitingFor(needed) + " (" +
                 (producer == PeerState.CLOSED || consumer == PeerState.CLOSED ? "it closed the writer: shut down" : "it died") +
                 "; " + outRing.describePeer(RingFile.Side.CONSUMER, now) + "); rows written " + builder.totalRows() +
                 ", accepted by Pub/Sub " + results.publishedRows() + " [" + label + "]");

@@ -325,6 +325,45 @@ class OutboundBatchBuilderTest
         assertTrue(b.batches() >= 2, b.batches() + " batches before the ring was full");
     }
 
+    /**
+     * The row path allocates nothing for UnsafeRows, and a batch allocates next to nothing: the
+     * sink's heap cost per message does not grow with the number of rows.
+     */
+    @Test
+    void theUnsafeRowPathDoesNotAllocate()
+    {
+        final OutboundBatchBuilder b = builder("1000", "256k", (n, s) -> { throw new AssertionError("ring full"); });
+        final UnsafeProjection proj = UnsafeProjection.create(SCHEMA);
+        final InternalRow[] rows = new InternalRow[64];
+        for (int i = 0; i < rows.length; i++)
+        {
+            rows[i] = proj.apply(generic(msg(i))).copy();
+        }
+        final com.sun.management.ThreadMXBean threads =
+            (com.sun.management.ThreadMXBean)java.lang.management.ManagementFactory.getThreadMXBean();
+        final long self = Thread.currentThread().getId();
+        long measured = 0;
+        long appended = 0;
+        for (int round = 0; round < 20; round++)
+        {
+            final long before = threads.getThreadAllocatedBytes(self);
+            for (int i = 0; i < 2000; i++)
+            {
+                b.append(rows[i & 63]);
+            }
+            b.flush();
+            final long after = threads.getThreadAllocatedBytes(self);
+            if (round >= 10) // after warm-up (JIT)
+            {
+                measured += after - before;
+                appended += 2000;
+            }
+            readBatches();
+        }
+        final double perRow = (double)measured / appended;
+        assertTrue(perRow < 1.0, "the row path allocated " + perRow + " bytes per row");
+    }
+
     @Test
     void batchesThatCannotFitTheRingAreRefused()
     {
