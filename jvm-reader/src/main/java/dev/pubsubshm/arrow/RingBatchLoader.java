@@ -112,7 +112,19 @@ public final class RingBatchLoader implements AutoCloseable
             throw ex;
         }
         this.allocator = parent.newChildAllocator("ring:" + ring.path().getFileName(), 0, Long.MAX_VALUE);
-        this.root = VectorSchemaRoot.create(schema, allocator);
+        try
+        {
+            this.root = VectorSchemaRoot.create(schema, allocator);
+        }
+        catch (final RuntimeException ex)
+        {
+            // A schema message that parses but describes vectors Arrow cannot make (e.g. an
+            // Int of bit width 3): a bad header like any other, not an Arrow exception.
+            allocator.close();
+            ring.release();
+            throw new RingFormatException(RingFormatException.Kind.BAD_HEADER, String.valueOf(ring.path()), "schema",
+                "the Arrow schema in the header of \"" + ring.path() + "\" cannot be loaded: " + ex.getMessage(), ex);
+        }
         this.loader = new FlatLoader(root);
         this.expectedNodes = countNodes(schema.getFields());
         this.expectedBuffers = countBuffers(schema.getFields());
@@ -135,7 +147,22 @@ public final class RingBatchLoader implements AutoCloseable
         try
         {
             final byte[] bytes = ring.schemaBytes();
+            // The encapsulated prefix (0xFFFFFFFF, i32 flatbuffer length) comes from another
+            // process: Arrow allocates that length before reading, so check it first.
+            final ByteBuffer prefix = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
+            final long declared = bytes.length >= 8 ? prefix.getInt(4) : -1;
+            if (bytes.length < 8 || prefix.getInt(0) != -1 || declared < 0 || declared > bytes.length - 8)
+            {
+                throw new RingFormatException(RingFormatException.Kind.BAD_HEADER, String.valueOf(ring.path()), "schema",
+                    "bad Arrow schema message in the header of \"" + ring.path() + "\": its prefix must be 0xFFFFFFFF " +
+                    "and a flatbuffer length within the schema_length=" + bytes.length + " bytes, found length " + declared,
+                    null);
+            }
             return MessageSerializer.deserializeSchema(new ReadChannel(Channels.newChannel(new ByteArrayInputStream(bytes))));
+        }
+        catch (final RingFormatException ex)
+        {
+            throw ex;
         }
         catch (final IOException | RuntimeException ex)
         {

@@ -11,7 +11,7 @@ import org.apache.arrow.vector.complex.StructVector;
  * Bounds checks of loaded vectors, so that data written by another process can never make
  * a reader touch memory outside its buffers: validity bitmaps and fixed-width values long
  * enough, offsets starting at 0 or more, non-decreasing, and ending inside the data buffer
- * (or the child vector). Allocates nothing. (Arrow Java's ValueVectorUtility.validateFull
+ * (or the child vector); and no null in a non-nullable column. Allocates nothing. (Arrow Java's ValueVectorUtility.validateFull
  * rejects valid map vectors in 18.x, so the project checks the layouts it uses itself.)
  */
 final class VectorChecks
@@ -30,6 +30,16 @@ final class VectorChecks
         if (validity != null && validity.capacity() < (n + 7L) / 8)
         {
             throw fail(v, "validity buffer of " + validity.capacity() + " bytes for " + n + " values");
+        }
+        if (!v.getField().isNullable() && n > 0)
+        {
+            // Spark reads a non-nullable column without asking isNullAt: a null there would
+            // fail a task deep inside Arrow ("Value at index is null") instead of here.
+            final int nulls = v.getNullCount();
+            if (nulls != 0)
+            {
+                throw fail(v, nulls + " null values in a non-nullable column");
+            }
         }
         if (v instanceof BaseFixedWidthVector f)
         {

@@ -460,6 +460,12 @@ public final class RingFile implements AutoCloseable
             throw new RingFormatException(Kind.NOT_READY, p.toString(), null,
                 (isDir ? "ring directory \"" : "ring file \"") + p + "\" does not exist (yet)", ex);
         }
+        catch (final AccessDeniedException ex)
+        {
+            // A directory on the way is not this user's (FORMAT.md: 0700, owner-only).
+            throw new RingFormatException(Kind.PERMISSION, p.toString(), null,
+                "cannot stat \"" + p + "\": access denied (a ring set of another user?)", ex);
+        }
         catch (final IOException ex)
         {
             throw new UncheckedIOException("cannot stat \"" + p + "\"", ex);

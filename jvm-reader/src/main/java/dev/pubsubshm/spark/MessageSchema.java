@@ -67,7 +67,7 @@ public final class MessageSchema
         for (int i = 0; i < fields.size(); i++)
         {
             final Field f = fields.get(i);
-            if (!f.getName().equals(COLUMNS.get(i)))
+            if (!COLUMNS.get(i).equals(f.getName())) // a corrupt schema may carry no name
             {
                 throw mismatch(ring, schema, "column " + i + " is \"" + f.getName() + "\", not \"" + COLUMNS.get(i) + "\"");
             }
@@ -86,8 +86,10 @@ public final class MessageSchema
         if (mapOk)
         {
             final List<Field> kv = map.getChildren().get(0).getChildren();
+            // Spark's ArrowColumnVector finds the entries by name ("key", "value").
             mapOk = kv.size() == 2 && kv.get(0).getType() instanceof ArrowType.Utf8 && !kv.get(0).isNullable() &&
-                kv.get(1).getType() instanceof ArrowType.Utf8;
+                kv.get(1).getType() instanceof ArrowType.Utf8 && "key".equals(kv.get(0).getName()) &&
+                "value".equals(kv.get(1).getName());
         }
         expect(ring, schema, map, mapOk);
         expect(ring, schema, fields.get(4), fields.get(4).getType() instanceof ArrowType.Utf8);
