@@ -52,6 +52,18 @@ public final class SinkDriver
             .repartition(2, col("ordering_key")).sortWithinPartitions("id");
     }
 
+    private static void deleteTree(final Path dir)
+    {
+        try (java.util.stream.Stream<Path> s = Files.walk(dir))
+        {
+            s.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+        }
+        catch (final java.io.IOException ex)
+        {
+            System.err.println("sink driver: cannot remove " + dir + ": " + ex);
+        }
+    }
+
     public static void main(final String[] args) throws Exception
     {
         String root = null;
@@ -66,6 +78,7 @@ public final class SinkDriver
             }
         }
         final Path tmp = Files.createTempDirectory("sink-driver-");
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> deleteTree(tmp), "sink-driver-cleanup"));
         final SparkSession spark = SparkSession.builder()
             .master("local[2]")
             .appName("SinkDriver")
