@@ -165,6 +165,9 @@ func (p *partition) addAll(dl delivery) error {
 	for i, rm := range msgs {
 		m := rm.GetMessage()
 		size := msgSize(m)
+		if size > pol.MaxBytes && p.tooLarge(rm) {
+			continue
+		}
 		// The same rule as arrowbatch.Batcher.Add, applied here so that the batch is filed
 		// in the ack table before it becomes visible in the ring.
 		if n := p.bd.Len(); n > 0 && (n >= pol.MaxRows || p.bd.Bytes()+size > pol.MaxBytes) {
@@ -191,6 +194,30 @@ func (p *partition) addAll(dl delivery) error {
 		p.bd.Add(rm.GetAckId(), size, dl.at)
 	}
 	return nil
+}
+
+// tooLarge reports whether a message cannot fit in the ring even alone in a batch (a
+// message near Pub/Sub's 10 MB limit with a small -ring-capacity). Writing it would fail
+// every time, and failing used to recreate the ring and nack everything, redelivering the
+// same message at once: the partition never moved again. Such a message is left out: it
+// is in no batch and no lease, so Pub/Sub redelivers it when its ack deadline passes (or
+// dead-letters it after the subscription's max delivery attempts), and the error names the
+// fix.
+func (p *partition) tooLarge(rm *pb.ReceivedMessage) bool {
+	m := rm.GetMessage()
+	var b arrowbatch.Batch
+	b.Add(arrowbatch.Message{ID: m.GetMessageId(), Data: m.GetData(), Attributes: m.GetAttributes(), OrderingKey: m.GetOrderingKey()})
+	meta, body := b.Sizes()
+	need := ringbuf.RecordLength(ringbuf.TypeArrow, meta, body)
+	if need <= p.ring.MaxRecordLength() {
+		return false
+	}
+	size := msgSize(m)
+	p.s.held.Add(-1, -size)
+	p.log.Error("message too large for the ring: left unacked, Pub/Sub redelivers it after its ack deadline (or dead-letters it); raise -ring-capacity to at least twice its size",
+		zap.String("message_id", m.GetMessageId()), zap.Int64("record_bytes", need),
+		zap.Int64("max_record_length", p.ring.MaxRecordLength()), zap.Int64("ring_capacity", p.ring.Capacity()))
+	return true
 }
 
 // flush files the open batch in the ack table under the id it is about to get, then
