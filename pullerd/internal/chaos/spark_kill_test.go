@@ -6,6 +6,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -137,6 +138,43 @@ func TestCrossProcessEmulatorRestartUnderLoad(t *testing.T) {
 		t.Errorf("the query did not survive the emulator restarts: %v", w.spark.waitErr)
 	}
 	w.requireExact(r, 0.2)
+	w.stopSpark()
+	w.stopPullerd()
+}
+
+// TestCrossProcessSparkFrozen: the Spark JVM stops (SIGSTOP: a stuck machine or a very long
+// GC pause) for longer than pullerd's reader timeout and grace period, then goes on
+// (SIGCONT). pullerd declares the reader dead, nacks what it had not committed and recreates
+// the rings; the thawed query finds its planned batches gone (skipped with
+// failOnDataLoss=false), reads the redelivered messages from the new rings, and everything
+// arrives, nothing acked before commit. Its commits for the old rings are stale and
+// ignored.
+func TestCrossProcessSparkFrozen(t *testing.T) {
+	w := newWorld(t, worldOptions{sparkArgs: []string{"--batch-delay-ms", "500", "--fail-on-data-loss", "false"}})
+	w.startPullerd()
+	w.startSpark()
+	w.startChecker()
+	pub := startPublisher(w.srv, 1000, 20000, nil)
+	w.sparkBatchStart(3, 2*time.Minute)
+	if err := w.spark.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(8 * time.Second) // reader timeout 2 s + grace 2 s, with room
+	recreated := metricValue(t, w.pd.metricsAddr(t), "pullerd_rings_recreated_total")
+	if err := w.spark.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Spark frozen 8 s after %d published; pullerd recreated %v rings meanwhile", pub.count(), recreated)
+	if recreated == 0 {
+		t.Error("pullerd did not declare the frozen reader dead")
+	}
+	published := pub.Wait()
+	r := w.drain(published, 3*time.Minute)
+	w.stopChecker()
+	if !w.spark.alive() {
+		t.Errorf("the thawed query stopped: %v", w.spark.waitErr)
+	}
+	w.requireExact(r, 0.5)
 	w.stopSpark()
 	w.stopPullerd()
 }
