@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/pubsub-shm/pubsub-shm/ackd"
+	"github.com/pubsub-shm/pubsub-shm/bench/jvm"
 	"github.com/pubsub-shm/pubsub-shm/pullerd/emulator"
 	"github.com/pubsub-shm/pubsub-shm/ringbuf"
 )
@@ -625,6 +626,17 @@ func TestParseOutbound(t *testing.T) {
 func FuzzParseOutbound(f *testing.F) {
 	meta, body := encodeOutbound(f, testRows(0, 20, 40))
 	f.Add(meta, body, int32(20))
+	// the batches the Java sink wrote (testdata/golden/outbound-java.ring): its layout, gaps included
+	if root, err := jvm.RepoRoot(); err == nil {
+		if img, err := os.ReadFile(filepath.Join(root, "testdata/golden/outbound-java.ring")); err == nil && len(img) > 8192 {
+			le := binary.LittleEndian
+			rec := img[le.Uint32(img[ringbuf.HeaderLengthOffset:]):]
+			ml := int(le.Uint32(rec[ringbuf.RecMetaLengthOffset:]))
+			bo := int(le.Uint32(rec[ringbuf.RecBodyOffsetOffset:]))
+			bl := int(le.Uint64(rec[ringbuf.RecBodyLengthOffset:]))
+			f.Add(rec[ringbuf.RecordHeaderLength:ringbuf.RecordHeaderLength+ml], rec[bo:bo+bl], int32(le.Uint32(rec[ringbuf.RecRowCountOffset:])))
+		}
+	}
 	f.Fuzz(func(t *testing.T, meta, body []byte, rows int32) {
 		v, err := parseOutbound(meta, body, rows)
 		if err != nil {

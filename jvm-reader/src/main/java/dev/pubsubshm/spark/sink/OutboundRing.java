@@ -1,5 +1,7 @@
 package dev.pubsubshm.spark.sink;
 
+import java.util.function.LongSupplier;
+
 import org.apache.spark.unsafe.Platform;
 
 import dev.pubsubshm.ring.ProcessIdentity;
@@ -29,6 +31,8 @@ final class OutboundRing
     private final long capacity;
     private final long mask;
     private final int maxRecord;
+    private final LongSupplier nanoClock;
+    private final LongSupplier unixNanoClock;
     private long tail;
     private long nextBatchId = 1;
     private long claimed = -1;
@@ -41,6 +45,22 @@ final class OutboundRing
      */
     OutboundRing(final RingFile ring)
     {
+        this(ring, ProcessIdentity.self(), System::nanoTime, () -> System.currentTimeMillis() * 1_000_000L);
+    }
+
+    /**
+     * Attaches as the producer with a given identity and clocks (golden files).
+     *
+     * @param ring          an OUTBOUND ring the caller holds a reference to.
+     * @param identity      the identity stored in the producer block.
+     * @param nanoClock     heartbeats ({@link System#nanoTime()}).
+     * @param unixNanoClock {@code produced_unix_ns} of the records.
+     */
+    OutboundRing(final RingFile ring, final ProcessIdentity identity, final LongSupplier nanoClock,
+        final LongSupplier unixNanoClock)
+    {
+        this.nanoClock = nanoClock;
+        this.unixNanoClock = unixNanoClock;
         if (ring.kind() != KIND_OUTBOUND)
         {
             throw new IllegalArgumentException("\"" + ring.path() + "\" is a " + kindName(ring.kind()) + " ring, not OUTBOUND");
@@ -56,7 +76,7 @@ final class OutboundRing
             throw new IllegalStateException("OUTBOUND ring \"" + ring.path() + "\" is not fresh (tail_position=" + tail +
                 "): pullerd creates one per writer");
         }
-        ring.attach(RingFile.Side.PRODUCER, ProcessIdentity.self(), System.nanoTime());
+        ring.attach(RingFile.Side.PRODUCER, identity, nanoClock.getAsLong());
     }
 
     /** @return the ring. */
@@ -131,7 +151,7 @@ final class OutboundRing
         Platform.setMemory(a + RECORD_TYPE_OFFSET, (byte)0, RECORD_HEADER_LENGTH - RECORD_TYPE_OFFSET);
         Platform.putInt(null, a + RECORD_TYPE_OFFSET, TYPE_PADDING);
         Platform.putInt(null, a + RECORD_STATE_OFFSET, STATE_RELEASED);
-        Platform.putLong(null, a + RECORD_PRODUCED_UNIX_NS_OFFSET, System.currentTimeMillis() * 1_000_000L);
+        Platform.putLong(null, a + RECORD_PRODUCED_UNIX_NS_OFFSET, unixNanoClock.getAsLong());
         Platform.putLong(null, a + RECORD_POSITION_OFFSET, tail);
         ring.putIntRelease(offset + RECORD_LENGTH_OFFSET, (int)length);
         tail += length;
@@ -170,7 +190,7 @@ final class OutboundRing
         Platform.putInt(null, a + RECORD_BODY_OFFSET_OFFSET, bodyOffset);
         Platform.putInt(null, a + RECORD_RESERVED_OFFSET, 0);
         Platform.putLong(null, a + RECORD_BODY_LENGTH_OFFSET, bodyLength);
-        Platform.putLong(null, a + RECORD_PRODUCED_UNIX_NS_OFFSET, System.currentTimeMillis() * 1_000_000L);
+        Platform.putLong(null, a + RECORD_PRODUCED_UNIX_NS_OFFSET, unixNanoClock.getAsLong());
         Platform.putLong(null, a + RECORD_POSITION_OFFSET, claimed);
         ring.putIntRelease(offset + RECORD_LENGTH_OFFSET, (int)length);
         tail = claimed + align64(length);
@@ -194,7 +214,7 @@ final class OutboundRing
     /** Stamps the producer heartbeat. */
     void heartbeat()
     {
-        ring.heartbeat(RingFile.Side.PRODUCER, System.nanoTime());
+        ring.heartbeat(RingFile.Side.PRODUCER, nanoClock.getAsLong());
     }
 
     /** Sets {@code producer_closed}: the writer is done (committed or aborted). */
