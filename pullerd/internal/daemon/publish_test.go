@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -688,5 +689,42 @@ func TestResultLayout(t *testing.T) {
 		if c.got != c.want {
 			t.Errorf("%s at %d, FORMAT.md says %d", c.name, c.got, c.want)
 		}
+	}
+}
+
+// TestPublishWriterDeath: a JVM that dies (its pid gone) with a batch in flight is noticed
+// at the next housekeeping; pullerd cancels the request and removes the rings.
+func TestPublishWriterDeath(t *testing.T) {
+	root := shmRoot(t)
+	srv := newPublishEmulator(t)
+	d := startDaemon(t, publishConfig(root, srv))
+	if err := srv.InjectUnaryError("Publish", codes.Unavailable, "slow", emulator.Forever); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.ClearUnaryErrors()
+	j := attachTopic(t, d.sock, `{"op":"attach_topic","project":"`+project+`","topic":"out"}`)
+	j.write(testRows(0, 10, 50))
+	time.Sleep(200 * time.Millisecond)
+	// A pid that existed and is gone: the producer identity of a dead JVM.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(j.out.Path(), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(dead.Process.Pid))
+	if _, err := f.WriteAt(b[:], ringbuf.ProducerPidOffset); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	waitGone(t, root)
+	if n := metricLabel(t, d.metrics, "pullerd_publish_batches_total", `status="Canceled"`); n != 1 {
+		t.Fatalf("%v batches answered CANCELLED, want the one in flight", n)
+	}
+	if len(srv.Messages()) != 0 {
+		t.Fatal("a dead writer's batch was published")
 	}
 }
