@@ -18,87 +18,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/ipc"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 	"google.golang.org/grpc/codes"
 
 	"github.com/pubsub-shm/pubsub-shm/ackd"
-	"github.com/pubsub-shm/pubsub-shm/bench/jvm"
 	"github.com/pubsub-shm/pubsub-shm/pullerd/emulator"
+	"github.com/pubsub-shm/pubsub-shm/pullerd/internal/outbatch"
 	"github.com/pubsub-shm/pubsub-shm/ringbuf"
 )
 
 // outMsg is one row of an OUTBOUND batch.
-type outMsg struct {
-	Data  []byte
-	Attrs map[string]string
-	Key   string // "" is null
-}
+type outMsg = outbatch.Row
 
-// encodeOutbound encodes rows as one Arrow IPC RecordBatch message of OutboundSchema with
-// arrow-go's own IPC writer (the reference encoder), returning the encapsulated prefix
-// and the body.
+// encodeOutbound encodes rows with the reference encoder (arrow-go's IPC writer).
 func encodeOutbound(t testing.TB, rows []outMsg) (meta, body []byte) {
 	t.Helper()
-	mem := memory.NewGoAllocator()
-	b := array.NewRecordBuilder(mem, OutboundSchema)
-	defer b.Release()
-	db := b.Field(0).(*array.BinaryBuilder)
-	mb := b.Field(1).(*array.MapBuilder)
-	kb, vb := mb.KeyBuilder().(*array.StringBuilder), mb.ItemBuilder().(*array.StringBuilder)
-	ob := b.Field(2).(*array.StringBuilder)
-	for _, r := range rows {
-		db.Append(r.Data)
-		mb.Append(true)
-		for _, k := range sortedKeys(r.Attrs) {
-			kb.Append(k)
-			vb.Append(r.Attrs[k])
-		}
-		if r.Key == "" {
-			ob.AppendNull()
-		} else {
-			ob.Append(r.Key)
-		}
-	}
-	rec := b.NewRecordBatch()
-	defer rec.Release()
-	var buf bytes.Buffer
-	w := ipc.NewWriter(&buf, ipc.WithSchema(OutboundSchema), ipc.WithAllocator(mem))
-	if err := w.Write(rec); err != nil {
+	meta, body, err := outbatch.Encode(rows)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s := buf.Bytes()
-	skip := func(s []byte) ([]byte, int) {
-		if binary.LittleEndian.Uint32(s) != 0xFFFFFFFF {
-			t.Fatal("no continuation marker in arrow-go's stream")
-		}
-		n := int(binary.LittleEndian.Uint32(s[4:]))
-		return s[8+n:], 8 + n
-	}
-	s, _ = skip(s) // the schema message (no body)
-	rest, n := skip(s)
-	meta = bytes.Clone(s[:n])
-	body = bytes.Clone(rest[:len(rest)-8]) // the end-of-stream marker follows the body
 	return meta, body
-}
-
-func sortedKeys(m map[string]string) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	for i := range ks {
-		for j := i + 1; j < len(ks); j++ {
-			if ks[j] < ks[i] {
-				ks[i], ks[j] = ks[j], ks[i]
-			}
-		}
-	}
-	return ks
 }
 
 // fakeJVM stands in for the JVM side of a writer ring pair.
@@ -144,7 +82,7 @@ func attachTopic(t testing.TB, sock, req string) *fakeJVM {
 }
 
 func mustSchema(t testing.TB) []byte {
-	s, err := OutboundSchemaMessage()
+	s, err := outbatch.SchemaMessage()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -575,83 +513,6 @@ func TestPublishStaleWriterFilesRemoved(t *testing.T) {
 	}
 	d.stop(t)
 	assertEmpty(t, root)
-}
-
-func TestParseOutbound(t *testing.T) {
-	rows := testRows(0, 50, 30)
-	rows = append(rows, outMsg{Data: []byte{}, Attrs: map[string]string{"only": "attrs"}})
-	meta, body := encodeOutbound(t, rows)
-	v, err := parseOutbound(meta, body, int32(len(rows)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := v.check(); err != nil {
-		t.Fatal(err)
-	}
-	for i, r := range rows {
-		if !bytes.Equal(v.data(i), r.Data) {
-			t.Fatalf("row %d data %q, want %q", i, v.data(i), r.Data)
-		}
-		lo, hi := v.attrs(i)
-		got := map[string]string{}
-		for e := lo; e < hi; e++ {
-			got[string(v.key(e))] = string(v.value(e))
-		}
-		if !maps.Equal(got, r.Attrs) && !(len(got) == 0 && len(r.Attrs) == 0) {
-			t.Fatalf("row %d attributes %v, want %v", i, got, r.Attrs)
-		}
-		if string(v.orderingKey(i)) != r.Key {
-			t.Fatalf("row %d ordering key %q, want %q", i, v.orderingKey(i), r.Key)
-		}
-	}
-	// Every truncation and every single-byte corruption of the metadata is refused or
-	// parsed without panicking.
-	for n := 0; n < len(meta); n++ {
-		_, _ = parseOutbound(meta[:n], body, int32(len(rows)))
-	}
-	for i := 8; i < len(meta); i++ {
-		m := bytes.Clone(meta)
-		m[i] ^= 0xA5
-		if v, err := parseOutbound(m, body, int32(len(rows))); err == nil {
-			_ = v.check()
-			for r := range v.rows {
-				_, _ = v.data(r), v.orderingKey(r)
-			}
-		}
-	}
-	if _, err := parseOutbound(meta, body[:len(body)-8], int32(len(rows))); err == nil {
-		t.Fatal("a short body was accepted")
-	}
-}
-
-func FuzzParseOutbound(f *testing.F) {
-	meta, body := encodeOutbound(f, testRows(0, 20, 40))
-	f.Add(meta, body, int32(20))
-	// the batches the Java sink wrote (testdata/golden/outbound-java.ring): its layout, gaps included
-	if root, err := jvm.RepoRoot(); err == nil {
-		if img, err := os.ReadFile(filepath.Join(root, "testdata/golden/outbound-java.ring")); err == nil && len(img) > 8192 {
-			le := binary.LittleEndian
-			rec := img[le.Uint32(img[ringbuf.HeaderLengthOffset:]):]
-			ml := int(le.Uint32(rec[ringbuf.RecMetaLengthOffset:]))
-			bo := int(le.Uint32(rec[ringbuf.RecBodyOffsetOffset:]))
-			bl := int(le.Uint64(rec[ringbuf.RecBodyLengthOffset:]))
-			f.Add(rec[ringbuf.RecordHeaderLength:ringbuf.RecordHeaderLength+ml], rec[bo:bo+bl], int32(le.Uint32(rec[ringbuf.RecRowCountOffset:])))
-		}
-	}
-	f.Fuzz(func(t *testing.T, meta, body []byte, rows int32) {
-		v, err := parseOutbound(meta, body, rows)
-		if err != nil {
-			return
-		}
-		_ = v.check()
-		for r := range v.rows {
-			_, _ = v.data(r), v.orderingKey(r)
-			lo, hi := v.attrs(r)
-			for e := lo; e < hi; e++ {
-				_, _ = v.key(e), v.value(e)
-			}
-		}
-	})
 }
 
 // metricLabel sums the samples of name whose labels contain label.

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/pubsub-shm/pubsub-shm/ackd"
+	"github.com/pubsub-shm/pubsub-shm/pullerd/internal/outbatch"
 	"github.com/pubsub-shm/pubsub-shm/ringbuf"
 )
 
@@ -130,7 +131,7 @@ type topicWriter struct {
 type obBatch struct {
 	pos, id   int64
 	rows      int
-	view      *outView
+	view      *outbatch.View
 	pending   int // rows not yet settled
 	published int
 	bytes     int64
@@ -190,7 +191,7 @@ func newTopicWriter(p *publishing, client publishClient, id int64, req AttachTop
 	w = &topicWriter{p: p, client: client, id: id, topic: req.Topic, name: req.Topic.FullName(), label: req.Label, dir: dir, wc: wc,
 		created: time.Now(), stopCh: make(chan struct{}), completions: make(chan *pubReq, wc.maxInflight), answer: true}
 	w.log = p.log.With(zap.String("topic", w.name), zap.Int64("writer", id), zap.String("label", req.Label))
-	schema, err := OutboundSchemaMessage()
+	schema, err := outbatch.SchemaMessage()
 	if err != nil {
 		return nil, err
 	}
@@ -372,9 +373,9 @@ func (w *topicWriter) take(rec ringbuf.Record) {
 	}
 	var err error
 	if rec.Type != ringbuf.TypeArrow {
-		err = badBatch("record type %d: OUTBOUND rings carry ARROW records only", rec.Type)
-	} else if b.view, err = parseOutbound(rec.Meta, rec.Body, rec.RowCount); err == nil {
-		err = b.view.check()
+		err = fmt.Errorf("%w: record type %d: OUTBOUND rings carry ARROW records only", outbatch.ErrBadBatch, rec.Type)
+	} else if b.view, err = outbatch.Parse(rec.Meta, rec.Body, rec.RowCount); err == nil {
+		err = b.view.Check()
 	}
 	if err != nil {
 		b.code, b.errText = codes.InvalidArgument, fmt.Sprintf("pullerd: OUTBOUND batch %d: %v", b.id, err)
@@ -390,7 +391,7 @@ func (w *topicWriter) take(rec ringbuf.Record) {
 	v := b.view
 	nk := uint32(len(w.lanes) - 1)
 	for i := range b.rows {
-		ok := v.orderingKey(i)
+		ok := v.OrderingKey(i)
 		ln := w.lanes[0]
 		if ok != nil {
 			h := fnv.New32a()
@@ -410,15 +411,15 @@ func (w *topicWriter) take(rec ringbuf.Record) {
 
 // msgSize returns the encoded size of row i as one element of PublishRequest.messages
 // (an upper bound: map entries always count their key and value fields).
-func (w *topicWriter) msgSize(v *outView, i int, ok []byte) int64 {
+func (w *topicWriter) msgSize(v *outbatch.View, i int, ok []byte) int64 {
 	field := func(n int) int { return 1 + protowire.SizeVarint(uint64(n)) + n }
 	n := 0
-	if d := len(v.data(i)); d > 0 {
+	if d := len(v.Data(i)); d > 0 {
 		n += field(d)
 	}
-	lo, hi := v.attrs(i)
+	lo, hi := v.Attrs(i)
 	for e := lo; e < hi; e++ {
-		n += field(field(len(v.key(e))) + field(len(v.value(e))))
+		n += field(field(len(v.Key(e))) + field(len(v.Value(e))))
 	}
 	if len(ok) > 0 {
 		n += field(len(ok))
@@ -441,24 +442,24 @@ func (w *topicWriter) newReq(ln *lane, now time.Time) *pubReq {
 }
 
 // add appends row i of b, pointing at the ring's bytes.
-func (r *pubReq) add(b *obBatch, v *outView, i int, ok []byte, size int64) {
+func (r *pubReq) add(b *obBatch, v *outbatch.View, i int, ok []byte, size int64) {
 	k := len(r.req.Messages)
 	if k == len(r.pool) {
 		r.pool = append(r.pool, &pb.PubsubMessage{})
 		r.maps = append(r.maps, nil)
 	}
 	m := r.pool[k]
-	m.Data = v.data(i)
-	m.OrderingKey = ringString(ok)
+	m.Data = v.Data(i)
+	m.OrderingKey = outbatch.RingString(ok)
 	m.Attributes = nil
-	if lo, hi := v.attrs(i); lo < hi {
+	if lo, hi := v.Attrs(i); lo < hi {
 		mp := r.maps[k]
 		if mp == nil {
 			mp = make(map[string]string, hi-lo)
 			r.maps[k] = mp
 		}
 		for e := lo; e < hi; e++ {
-			mp[ringString(v.key(e))] = ringString(v.value(e))
+			mp[outbatch.RingString(v.Key(e))] = outbatch.RingString(v.Value(e))
 		}
 		m.Attributes = mp
 	}

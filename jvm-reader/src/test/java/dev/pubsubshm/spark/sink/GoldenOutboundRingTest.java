@@ -23,7 +23,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 
 /**
  * The Java-written OUTBOUND ring testdata/golden/outbound-java.ring (and its sidecar
- * outbound-java.txt), read by the Go side (pullerd/internal/daemon TestGoldenOutboundRing,
+ * outbound-java.txt), read by the Go side (pullerd/internal/outbatch TestGoldenOutboundRing,
  * with pullerd's own batch parser): 20 rows of {@link #row} in batches of at most 8 rows,
  * written by {@link OutboundBatchBuilder} with fixed identity and clocks. A change to the
  * builder or the layout shows up as a byte difference. Rewrite both files with

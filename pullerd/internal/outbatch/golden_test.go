@@ -1,4 +1,4 @@
-package daemon
+package outbatch
 
 import (
 	"encoding/binary"
@@ -15,8 +15,8 @@ import (
 )
 
 // goldenRow is row i of testdata/golden/outbound-java.ring (GoldenOutboundRingTest.row).
-func goldenRow(i int) outMsg {
-	r := outMsg{Data: []byte(fmt.Sprintf("g-%d|", i) + strings.Repeat(string(rune('a'+i%26)), i*7%50))}
+func goldenRow(i int) Row {
+	r := Row{Data: []byte(fmt.Sprintf("g-%d|", i) + strings.Repeat(string(rune('a'+i%26)), i*7%50))}
 	if i%3 != 0 {
 		r.Attrs = map[string]string{"i": strconv.Itoa(i), "k2": "v" + strconv.Itoa(i%4)}
 	}
@@ -69,23 +69,23 @@ func TestGoldenOutboundRing(t *testing.T) {
 		if bo != ringbuf.Align(ringbuf.RecordHeaderLength+ml, ringbuf.RecordAlignment) || bo+bl != length {
 			t.Fatalf("record at %d: meta %d, body at %d of %d, length %d", p, ml, bo, bl, length)
 		}
-		v, err := parseOutbound(rec[ringbuf.RecordHeaderLength:ringbuf.RecordHeaderLength+ml], rec[bo:bo+bl], rows)
+		v, err := Parse(rec[ringbuf.RecordHeaderLength:ringbuf.RecordHeaderLength+ml], rec[bo:bo+bl], rows)
 		if err != nil {
 			t.Fatalf("batch %d: %v", batch, err)
 		}
-		if err := v.check(); err != nil {
+		if err := v.Check(); err != nil {
 			t.Fatalf("batch %d: %v", batch, err)
 		}
-		for i := range v.rows {
+		for i := range v.Rows() {
 			want := goldenRow(row)
-			lo, hi := v.attrs(i)
+			lo, hi := v.Attrs(i)
 			got := map[string]string{}
 			for e := lo; e < hi; e++ {
-				got[string(v.key(e))] = string(v.value(e))
+				got[string(v.Key(e))] = string(v.Value(e))
 			}
-			if string(v.data(i)) != string(want.Data) || !maps.Equal(got, want.Attrs) && !(len(got) == 0 && len(want.Attrs) == 0) ||
-				string(v.orderingKey(i)) != want.Key {
-				t.Fatalf("row %d: data %q attrs %v key %q, want %q %v %q", row, v.data(i), got, v.orderingKey(i), want.Data, want.Attrs, want.Key)
+			if string(v.Data(i)) != string(want.Data) || !maps.Equal(got, want.Attrs) && !(len(got) == 0 && len(want.Attrs) == 0) ||
+				string(v.OrderingKey(i)) != want.Key {
+				t.Fatalf("row %d: data %q attrs %v key %q, want %q %v %q", row, v.Data(i), got, v.OrderingKey(i), want.Data, want.Attrs, want.Key)
 			}
 			row++
 		}

@@ -1,4 +1,9 @@
-package daemon
+// Package outbatch parses the OUTBOUND record batches that a JVM writer puts into an
+// OUTBOUND ring (docs/FORMAT.md section 6.1) for pullerd to publish: every offset another
+// process wrote is checked before it is used, and every accessor returns bytes that point
+// into the ring record (no copy). It also holds the OUTBOUND schema and a reference encoder
+// (arrow-go's own IPC writer) for tests and tools.
+package outbatch
 
 import (
 	"encoding/binary"
@@ -25,7 +30,7 @@ import (
 // Buffers, in the same order: data validity/offsets/values, attributes validity/offsets,
 // entries validity, key validity/offsets/values, value validity/offsets/values,
 // ordering_key validity/offsets/values (15).
-var OutboundSchema = arrow.NewSchema([]arrow.Field{
+var Schema = arrow.NewSchema([]arrow.Field{
 	{Name: "data", Type: arrow.BinaryTypes.Binary, Nullable: false},
 	{Name: "attributes", Type: arrow.MapOf(arrow.BinaryTypes.String, arrow.BinaryTypes.String), Nullable: false},
 	{Name: "ordering_key", Type: arrow.BinaryTypes.String, Nullable: true},
@@ -61,28 +66,29 @@ const (
 )
 
 var (
-	obSchemaOnce sync.Once
-	obSchemaMsg  []byte
-	obSchemaErr  error
+	schemaOnce sync.Once
+	schemaMsg  []byte
+	schemaErr  error
 )
 
-// OutboundSchemaMessage returns OutboundSchema as the Arrow IPC encapsulated Schema message
+// SchemaMessage returns Schema as the Arrow IPC encapsulated Schema message
 // stored in every OUTBOUND ring header. Do not modify it.
-func OutboundSchemaMessage() ([]byte, error) {
-	obSchemaOnce.Do(func() { obSchemaMsg, obSchemaErr = arrowbatch.EncodeSchema(OutboundSchema) })
-	return obSchemaMsg, obSchemaErr
+func SchemaMessage() ([]byte, error) {
+	schemaOnce.Do(func() { schemaMsg, schemaErr = arrowbatch.EncodeSchema(Schema) })
+	return schemaMsg, schemaErr
 }
 
-// errBadBatch: an OUTBOUND record breaks a rule of docs/FORMAT.md section 6.
-var errBadBatch = errors.New("bad outbound batch")
+// ErrBadBatch: an OUTBOUND record breaks a rule of docs/FORMAT.md section 6.1. Every error
+// Parse and View.Check return wraps it and names the rule and the value.
+var ErrBadBatch = errors.New("outbatch: bad outbound batch")
 
 func badBatch(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{errBadBatch}, args...)...)
+	return fmt.Errorf("%w: "+format, append([]any{ErrBadBatch}, args...)...)
 }
 
-// outView is a validated OUTBOUND record batch: every accessor returns bytes that point into
+// View is a validated OUTBOUND record batch: every accessor returns bytes that point into
 // the ring record (no copy), valid until the record is released.
-type outView struct {
+type View struct {
 	rows    int
 	entries int
 	bufs    [obBuffers][]byte
@@ -173,7 +179,7 @@ func (b fb) structs(pos int) (start, n int, err error) {
 // parseOutbound validates the Arrow IPC RecordBatch message of an OUTBOUND record (meta:
 // the encapsulated prefix; body: the body bytes) against docs/FORMAT.md section 6 and
 // returns views into it. rows is the record header's row_count.
-func parseOutbound(meta, body []byte, rows int32) (*outView, error) {
+func Parse(meta, body []byte, rows int32) (*View, error) {
 	if len(meta) < 8 || binary.LittleEndian.Uint32(meta) != 0xFFFFFFFF {
 		return nil, badBatch("no Arrow IPC continuation marker")
 	}
@@ -290,14 +296,14 @@ func parseOutbound(meta, body []byte, rows int32) (*outView, error) {
 			return nil, badBatch("field node %d has null count %d; only ordering_key may hold nulls (data is required, attribute values must not be null)", i, nodes[i][1])
 		}
 	}
-	v := &outView{rows: int(rows), entries: int(e), okNulls: int(nodes[obNodeOK][1])}
+	v := &View{rows: int(rows), entries: int(e), okNulls: int(nodes[obNodeOK][1])}
 	if v.okNulls < 0 || v.okNulls > v.rows {
 		return nil, badBatch("ordering_key null count %d of %d rows", v.okNulls, v.rows)
 	}
 	for i := range obBuffers {
 		off, _ := b.i64(bs + 16*i)
 		ln, _ := b.i64(bs + 16*i + 8)
-		if off < 0 || ln < 0 || off%8 != 0 || off+ln > int64(len(body)) {
+		if off < 0 || ln < 0 || off%8 != 0 || off > int64(len(body)) || ln > int64(len(body))-off {
 			return nil, badBatch("buffer %d (offset %d, length %d) must start on 8 bytes inside the %d-byte body", i, off, ln, len(body))
 		}
 		v.bufs[i] = body[off : off+ln : off+ln]
@@ -346,36 +352,39 @@ func checkOffsets(what string, off []byte, n, limit int) error {
 	return nil
 }
 
-func (v *outView) off(buf, i int) int {
+// Rows returns the batch's row count.
+func (v *View) Rows() int { return v.rows }
+
+func (v *View) off(buf, i int) int {
 	if len(v.bufs[buf]) == 0 {
 		return 0
 	}
 	return int(binary.LittleEndian.Uint32(v.bufs[buf][4*i:]))
 }
 
-// data returns row i's payload (pointing into the ring).
-func (v *outView) data(i int) []byte {
+// Data returns row i's payload (pointing into the ring).
+func (v *View) Data(i int) []byte {
 	lo, hi := v.off(obBufDataOff, i), v.off(obBufDataOff, i+1)
 	return v.bufs[obBufData][lo:hi:hi]
 }
 
-// attrs returns the entry range [lo, hi) of row i's attributes.
-func (v *outView) attrs(i int) (lo, hi int) {
+// Attrs returns the entry range [lo, hi) of row i's attributes.
+func (v *View) Attrs(i int) (lo, hi int) {
 	return v.off(obBufAttrsOff, i), v.off(obBufAttrsOff, i+1)
 }
 
-// key and value return entry e's attribute key and value bytes.
-func (v *outView) key(e int) []byte {
+// Key and Value return entry e's attribute key and value bytes.
+func (v *View) Key(e int) []byte {
 	return v.bufs[obBufKey][v.off(obBufKeyOff, e):v.off(obBufKeyOff, e+1)]
 }
 
-func (v *outView) value(e int) []byte {
+func (v *View) Value(e int) []byte {
 	return v.bufs[obBufVal][v.off(obBufValOff, e):v.off(obBufValOff, e+1)]
 }
 
-// orderingKey returns row i's ordering key; nil when it is null or empty (Pub/Sub treats an
+// OrderingKey returns row i's ordering key; nil when it is null or empty (Pub/Sub treats an
 // empty ordering key as none).
-func (v *outView) orderingKey(i int) []byte {
+func (v *View) OrderingKey(i int) []byte {
 	if v.okNulls > 0 {
 		if v.bufs[obBufOKValid][i>>3]&(1<<(i&7)) == 0 {
 			return nil
@@ -388,34 +397,34 @@ func (v *outView) orderingKey(i int) []byte {
 	return v.bufs[obBufOK][lo:hi]
 }
 
-// check refuses rows that Pub/Sub would refuse for the whole request: strings that are not
+// Check refuses rows that Pub/Sub would refuse for the whole request: strings that are not
 // UTF-8 (protobuf refuses to encode them) and messages with neither data nor attributes.
 // Messages larger than Pub/Sub's limits are left to Pub/Sub, whose error names the limit.
-func (v *outView) check() error {
+func (v *View) Check() error {
 	for i := range v.rows {
-		lo, hi := v.attrs(i)
-		if len(v.data(i)) == 0 && lo == hi {
+		lo, hi := v.Attrs(i)
+		if len(v.Data(i)) == 0 && lo == hi {
 			return badBatch("row %d has empty data and no attributes; Pub/Sub refuses such a message", i)
 		}
 		for e := lo; e < hi; e++ {
-			if k := v.key(e); len(k) == 0 || !utf8.Valid(k) {
+			if k := v.Key(e); len(k) == 0 || !utf8.Valid(k) {
 				return badBatch("row %d: attribute key %q is empty or not UTF-8", i, k)
 			}
-			if !utf8.Valid(v.value(e)) {
-				return badBatch("row %d: the value of attribute %q is not UTF-8", i, v.key(e))
+			if !utf8.Valid(v.Value(e)) {
+				return badBatch("row %d: the value of attribute %q is not UTF-8", i, v.Key(e))
 			}
 		}
-		if k := v.orderingKey(i); k != nil && !utf8.Valid(k) {
+		if k := v.OrderingKey(i); k != nil && !utf8.Valid(k) {
 			return badBatch("row %d: ordering key %q is not UTF-8", i, k)
 		}
 	}
 	return nil
 }
 
-// ringString returns b as a string without copying. The string points into the ring
+// RingString returns b as a string without copying. The string points into the ring
 // record and must not be used after the record is released (pullerd holds a record until
 // every Publish request that carries its rows has finished).
-func ringString(b []byte) string {
+func RingString(b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}
