@@ -51,14 +51,21 @@ bench-ring: go-build jvm
 	mkdir -p bench/out
 	$(GO) run ./bench/cmd/benchring -out bench/out/ring.json
 
+## bench-sink: the sink (Spark -> pullerd -> emulator) beside Google's Java publisher (bench/out/sink.json)
+bench-sink: go-build jvm
+	mvn -B -q -f bench/java-publisher/pom.xml package
+	mkdir -p bench/out
+	$(GO) run ./bench/cmd/sinkbench -out bench/out/sink.json
+
 ## fuzz: each Go fuzz target for a fixed time (FUZZTIME, default 30s)
 FUZZTIME ?= 30s
 fuzz:
 	for f in FuzzRingImage FuzzParseRecord FuzzParseCommitRecord; do \
 	  $(GO) test ./ringbuf -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -parallel 1 || exit 1; done
+	$(GO) test ./pullerd/internal/outbatch -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -parallel 1
 
 clean:
-	rm -rf bench/out jvm-reader/target bench/java/*/target
+	rm -rf bench/out jvm-reader/target bench/java/*/target bench/java-publisher/target
 
 ## bench-jvm: the JVM sides of the flight and javaclient peers, each with its own
 ## classpath (bench/java: flight-core and Google's Pub/Sub client stay off Spark's)
