@@ -22,7 +22,14 @@ type partition struct {
 	idx  int
 	path string
 	log  *zap.Logger
-	in   chan delivery // slices of messages from the streams
+	// The streams' deliveries, in order. A queue and not a bounded channel: a stream must
+	// never stop reading its gRPC stream because a ring is full, or the messages Pub/Sub
+	// has already sent would wait in gRPC's buffers, unleased, until their ack deadline
+	// passed. The queue is bounded by the flow-control limits (max outstanding messages and
+	// bytes), which the server honours and waitForRoom enforces.
+	qmu   sync.Mutex
+	queue []delivery
+	qwake chan struct{} // capacity 1: the queue is not empty
 	// recreate asks run to nack the reader's uncommitted batches and recreate the ring.
 	recreate chan struct{}
 
@@ -66,7 +73,7 @@ func newPartition(s *subscription, idx int) (*partition, error) {
 		idx:      idx,
 		path:     filepath.Join(s.dir, DataRingName(idx)),
 		log:      s.log.With(zap.Int("partition", idx)),
-		in:       make(chan delivery, 4),
+		qwake:    make(chan struct{}, 1),
 		recreate: make(chan struct{}, 1),
 	}
 	if err := p.open(); err != nil {
@@ -127,7 +134,11 @@ func (p *partition) run(ctx context.Context) {
 			p.doRecreate(ctx)
 			armed = false
 			linger.Stop()
-		case dl := <-p.in:
+		case <-p.qwake:
+			dl, ok := p.dequeue()
+			if !ok {
+				continue
+			}
 			err := p.addAll(dl)
 			p.s.inflight.remove(dl.lease) // in the table now, or in the open batch until the linger
 			if err != nil {
@@ -154,6 +165,54 @@ func (p *partition) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// enqueue appends a delivery to the partition's queue and wakes run. It never blocks.
+func (p *partition) enqueue(dl delivery) {
+	p.qmu.Lock()
+	p.queue = append(p.queue, dl)
+	p.qmu.Unlock()
+	select {
+	case p.qwake <- struct{}{}:
+	default:
+	}
+}
+
+// dequeue takes the oldest delivery, waking run again if more remain.
+func (p *partition) dequeue() (delivery, bool) {
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	if len(p.queue) == 0 {
+		return delivery{}, false
+	}
+	dl := p.queue[0]
+	p.queue[0] = delivery{}
+	p.queue = p.queue[1:]
+	if len(p.queue) == 0 {
+		p.queue = nil // let the backing array go
+	} else {
+		select {
+		case p.qwake <- struct{}{}:
+		default:
+		}
+	}
+	return dl, true
+}
+
+// queued returns the number of deliveries waiting.
+func (p *partition) queued() int {
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	return len(p.queue)
+}
+
+// takeQueue removes and returns every waiting delivery (at shutdown).
+func (p *partition) takeQueue() []delivery {
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	q := p.queue
+	p.queue = nil
+	return q
 }
 
 // addAll adds messages to the open batch, writing it first when the message would push it

@@ -179,26 +179,23 @@ func (s *subscription) dispatch(ctx context.Context, msgs []*pb.ReceivedMessage)
 func (s *subscription) pickPartition() int {
 	n := len(s.parts)
 	start := int(s.rr.Add(1) % uint64(n))
-	best, bestLen := start, len(s.parts[start].in)
+	best, bestLen := start, s.parts[start].queued()
 	for i := 1; i < n && bestLen > 0; i++ {
 		j := (start + i) % n
-		if l := len(s.parts[j].in); l < bestLen {
+		if l := s.parts[j].queued(); l < bestLen {
 			best, bestLen = j, l
 		}
 	}
 	return best
 }
 
-// handOff sends a slice to a partition, waiting while the partition is busy (which stops
-// the stream). Messages that cannot be handed off before shutdown are nacked.
-func (s *subscription) handOff(ctx context.Context, p int, msgs []*pb.ReceivedMessage, at time.Time) {
-	lease := s.inflight.add(msgs, at.Add(s.d.cfg.AckDeadline)) // kept alive while it waits
-	select {
-	case s.parts[p].in <- delivery{msgs: msgs, at: at, lease: lease}:
-	case <-ctx.Done():
-		s.inflight.remove(lease)
-		s.orphan(msgs)
-	}
+// handOff queues a slice for a partition, leased until the partition takes it into a
+// batch. It never blocks: the stream goes on reading (and so leasing) what Pub/Sub sends
+// while a ring is full; the flow-control limits stop it (waitForRoom). What is still queued
+// at shutdown is nacked.
+func (s *subscription) handOff(_ context.Context, p int, msgs []*pb.ReceivedMessage, at time.Time) {
+	lease := s.inflight.add(msgs, at.Add(s.d.cfg.AckDeadline))
+	s.parts[p].enqueue(delivery{msgs: msgs, at: at, lease: lease})
 }
 
 // sleepCtx waits d or until ctx ends.

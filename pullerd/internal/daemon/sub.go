@@ -268,6 +268,11 @@ func (s *subscription) stop() {
 		s.partWG.Wait()
 		for _, p := range s.parts {
 			p.w.Close() // producer_closed = 1: end of stream for a reader still attached
+			// Received, never batched: nacked below.
+			for _, dl := range p.takeQueue() {
+				s.inflight.remove(dl.lease)
+				s.orphan(dl.msgs)
+			}
 		}
 		s.ackd.Stop()
 		t := time.NewTimer(timeout)
