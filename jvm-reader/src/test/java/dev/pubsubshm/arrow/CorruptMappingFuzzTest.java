@@ -106,6 +106,73 @@ class CorruptMappingFuzzTest
         assertTrue(outcomes.keySet().stream().anyMatch(o -> o.startsWith("refused at record")), "no record corruption refused: " + outcomes);
     }
 
+    @Test
+    void corruptCommitRingsAreAClearErrorNeverAWriteOutOfPlace() throws Exception
+    {
+        // The JVM writes into COMMIT rings: a corrupt header or slot must make it refuse or
+        // report, never write outside the ring area.
+        final byte[] golden = Files.readAllBytes(ArrowRings.GOLDEN_DIR.resolve("commit-java.ring"));
+        final ByteBuffer g = ByteBuffer.wrap(golden).order(ByteOrder.LITTLE_ENDIAN);
+        final int headerLength = g.getInt(RingDescriptor.HEADER_LENGTH_OFFSET);
+        final List<Region> regions = List.of(new Region("header fields", 0, 64), new Region("producer identity", 64, 128),
+            new Region("consumer identity", 128, 192), new Region("tail_position", 192, 200),
+            new Region("head_position", 256, 264), new Region("schema length and offset", 512, 520),
+            new Region("first slots", headerLength, headerLength + 4 * 64));
+        final Random random = new Random(SEED);
+        final Map<String, Integer> outcomes = new TreeMap<>();
+        final Path path = dir.resolve("commit.ring");
+        final int rounds = Math.max(1, ROUNDS / 3);
+        for (int round = 0; round < rounds; round++)
+        {
+            final byte[] image = golden.clone();
+            final Region region = regions.get(random.nextInt(regions.size()));
+            final String what = "seed " + SEED + " round " + round + ": " + mutate(image, region, random) + " in COMMIT " +
+                region.name();
+            Files.write(path, image);
+            Files.setPosixFilePermissions(path, PosixFilePermissions.fromString("rw-------"));
+            final byte[] before = Files.readAllBytes(path);
+            String outcome;
+            try (RingFile ring = RingFile.open(path, RingFile.OpenOptions.defaults().kind(RingDescriptor.KIND_COMMIT)
+                .notReadyTimeout(1, TimeUnit.MILLISECONDS)))
+            {
+                try (dev.pubsubshm.ring.CommitRingWriter w = new dev.pubsubshm.ring.CommitRingWriter(ring,
+                    dev.pubsubshm.ring.CommitRingWriter.Config.defaults().fullTimeout(1, TimeUnit.MILLISECONDS)))
+                {
+                    for (int i = 1; i <= 3; i++)
+                    {
+                        w.commit(0, 42, i, i);
+                    }
+                    outcome = "written";
+                }
+                catch (final RingFormatException ex)
+                {
+                    assertClear(ex, path, what);
+                    outcome = "refused at write: " + ex.kind();
+                }
+            }
+            catch (final RingFormatException ex)
+            {
+                assertClear(ex, path, what);
+                outcome = "refused at open: " + ex.kind();
+            }
+            catch (final RuntimeException | OutOfMemoryError ex)
+            {
+                outcome = fail(what + ": failed with something else than a RingFormatException", ex);
+            }
+            outcomes.merge(outcome, 1, Integer::sum);
+            // Whatever happened, only the header's identity/position lines and the ring area
+            // may have changed: never the header fields, never a byte past the file.
+            final byte[] after = Files.readAllBytes(path);
+            assertEquals(before.length, after.length, what + ": the file changed size");
+            for (int i = 0; i < 64; i++)
+            {
+                assertEquals(before[i], after[i], what + ": header byte " + i + " written");
+            }
+        }
+        System.out.println("CorruptMappingFuzzTest COMMIT seed " + SEED + ", " + rounds + " images: " + outcomes);
+        assertTrue(outcomes.keySet().stream().anyMatch(o -> o.startsWith("refused")), "nothing refused: " + outcomes);
+    }
+
     /** The regions of the golden image: header fields, identity lines, schema, and per record header, metadata, body. */
     private static List<Region> regions(final byte[] golden)
     {
