@@ -99,10 +99,13 @@ type Summary struct {
 }
 
 type part struct {
-	ring    *ringbuf.Ring
-	mu      sync.Mutex
-	rows    map[int64]int32 // batch id -> rows, for written batches
-	done    map[int64]bool  // committed
+	ring *ringbuf.Ring
+	mu   sync.Mutex
+	rows map[int64]int32 // batch id -> rows, for written batches
+	done map[int64]bool  // committed
+	// early holds commits that arrived before the producer goroutine recorded the batch
+	// (the record is visible in the ring before Flush returns); settled in settle.
+	early   map[int64]bool
 	sum     PartitionSummary
 	written atomic.Bool // every message written and flushed
 }
@@ -136,7 +139,8 @@ func run(ctx context.Context, c config) (*Summary, error) {
 			return nil, err
 		}
 		defer r.Close()
-		parts[p] = &part{ring: r, rows: map[int64]int32{}, done: map[int64]bool{}, sum: PartitionSummary{Partition: p, InstanceID: r.InstanceID()}}
+		parts[p] = &part{ring: r, rows: map[int64]int32{}, done: map[int64]bool{}, early: map[int64]bool{},
+			sum: PartitionSummary{Partition: p, InstanceID: r.InstanceID()}}
 	}
 	fmt.Printf("READY %s\n", c.dir)
 	os.Stdout.Sync()
@@ -190,16 +194,16 @@ func run(ctx context.Context, c config) (*Summary, error) {
 		}
 		pt.mu.Lock()
 		for id := rec.FirstBatchID; id <= rec.LastBatchID; id++ {
-			rows, known := pt.rows[id]
+			_, known := pt.rows[id]
 			switch {
+			case !known && pt.early[id]:
+				sum.DuplicateCommits++
 			case !known:
-				sum.UnknownCommits++
+				pt.early[id] = true
 			case pt.done[id]:
 				sum.DuplicateCommits++
 			default:
-				pt.done[id] = true
-				pt.sum.BatchesCommitted++
-				pt.sum.RowsCommitted += int64(rows)
+				pt.settle(id)
 			}
 		}
 		pt.mu.Unlock()
@@ -210,6 +214,7 @@ func run(ctx context.Context, c config) (*Summary, error) {
 	for _, pt := range parts {
 		pt.mu.Lock()
 		s := pt.sum
+		sum.UnknownCommits += int64(len(pt.early)) // committed, never written
 		pt.mu.Unlock()
 		sum.Partitions = append(sum.Partitions, &s)
 	}
@@ -220,6 +225,13 @@ func run(ctx context.Context, c config) (*Summary, error) {
 		return sum, fmt.Errorf("%d duplicate, %d unknown and %d stale commits", sum.DuplicateCommits, sum.UnknownCommits, sum.StaleCommits)
 	}
 	return sum, nil
+}
+
+// settle marks a written batch committed. Callers hold pt.mu.
+func (pt *part) settle(id int64) {
+	pt.done[id] = true
+	pt.sum.BatchesCommitted++
+	pt.sum.RowsCommitted += int64(pt.rows[id])
 }
 
 func allCommitted(parts []*part) bool {
@@ -262,6 +274,10 @@ func produce(ctx context.Context, c config, pt *part) error {
 		pt.rows[f.BatchID] = int32(f.Rows)
 		pt.sum.Batches++
 		pt.sum.Messages += int64(f.Rows)
+		if pt.early[f.BatchID] {
+			delete(pt.early, f.BatchID)
+			pt.settle(f.BatchID)
+		}
 		pt.mu.Unlock()
 	}
 	var m arrowbatch.Message
