@@ -56,9 +56,12 @@ final class PluginMessages
      * @param project      the subscription's project (to ask a host's pullerd to attach it).
      * @param subscription the subscription ID.
      * @param partitions   virtual partitions to ask pullerd for, 0 for its default.
+     * @param streams      StreamingPull streams the reporting host's pullerd may open for
+     *                     the subscription (its share of the cluster's stream budget), 0 for
+     *                     pullerd's own number (the driver does not know the executors' cores).
      * @param rings        one per ring incarnation the driver knows.
      */
-    record SetMarks(String dir, String project, String subscription, int partitions, List<RingMark> rings)
+    record SetMarks(String dir, String project, String subscription, int partitions, int streams, List<RingMark> rings)
         implements Serializable
     {
         private static final long serialVersionUID = 1L;
@@ -72,6 +75,25 @@ final class PluginMessages
      * @param planned    the driver has planned up to this id: report detail after it.
      */
     record RingMark(long instanceId, long committed, long planned) implements Serializable
+    {
+        private static final long serialVersionUID = 1L;
+    }
+
+    /**
+     * Task to driver, from a task that runs on another host than the one its rings were
+     * planned on: has that host left the cluster? The answer (a {@code Boolean}) tells "Spark
+     * placed the task on the wrong host" ({@code false}: fail, Spark retries it, preferably
+     * on the ring's host) from "the ring's host is gone" ({@code true}: skip the slice). In the
+     * second case the driver first marks the ring incarnation abandoned, before the task
+     * returns and so before its micro-batch can commit: no commit watermark is ever sent for
+     * it again, so no batch of it is acknowledged without having been read; pullerd on that
+     * host never acks them, and Pub/Sub redelivers them to the other hosts.
+     *
+     * @param host       the host the slice was planned on.
+     * @param dir        the ring set directory.
+     * @param instanceId the ring incarnation of the slice.
+     */
+    record SkipQuery(String host, String dir, long instanceId) implements Serializable
     {
         private static final long serialVersionUID = 1L;
     }

@@ -112,7 +112,7 @@ final class PubSubShmMicroBatchStream implements MicroBatchStream, SupportsAdmis
         this.localRingsExpected = localRingsExpected;
         this.local = new RingSetScanner(this.setDir, host);
         board.register(id, this.setDir, options.projectId(), options.subscriptionId(),
-            options.numPartitionsGiven() ? options.numPartitions() : 0);
+            options.numPartitionsGiven() ? options.numPartitions() : 0, options.streamBudget());
     }
 
     // ---------------------------------------------------------------------------------

@@ -15,6 +15,9 @@ import org.apache.spark.api.plugin.DriverPlugin;
 import org.apache.spark.api.plugin.ExecutorPlugin;
 import org.apache.spark.api.plugin.PluginContext;
 import org.apache.spark.api.plugin.SparkPlugin;
+import org.apache.spark.scheduler.SparkListener;
+import org.apache.spark.scheduler.SparkListenerExecutorAdded;
+import org.apache.spark.scheduler.SparkListenerExecutorRemoved;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -34,7 +37,13 @@ import org.slf4j.LoggerFactory;
  * (the driver itself commits the rings on its own host directly; local mode needs no plugin).
  * An executor whose host has no ring set for an active subscription asks its host's pullerd
  * to attach it (control socket {@code <ringRoot>/control.sock}), every
- * {@value #ATTACH_RETRY_MS} ms until the set is there.
+ * {@value #ATTACH_RETRY_MS} ms until the set is there, with its host's share of the
+ * cluster's StreamingPull stream budget ({@link CommitBoard#streamShare}); when the share
+ * changes (executors come and go), it asks again and pullerd resizes its streams.
+ *
+ * <p>The driver side also follows Spark's executors (a listener: executor added, removed),
+ * so that a task placed on another host than its rings' can ask whether that host left the
+ * cluster ({@link PluginMessages.SkipQuery}).
  */
 public final class PubSubShmPlugin implements SparkPlugin
 {
@@ -50,6 +59,39 @@ public final class PubSubShmPlugin implements SparkPlugin
     static final long ATTACH_TIMEOUT_MS = 5_000;
 
     private static final Logger LOG = LoggerFactory.getLogger(PubSubShmPlugin.class);
+
+    /** The executor side's context in this JVM, for tasks to ask the driver; null without the plugin. */
+    private static volatile PluginContext executorContext;
+
+    /**
+     * Asks the driver whether a slice planned on {@code host} is to be skipped because that
+     * host left the cluster ({@link PluginMessages.SkipQuery}).
+     *
+     * @param host       the host the slice was planned on.
+     * @param dir        the ring set directory.
+     * @param instanceId the ring incarnation.
+     * @return {@code TRUE}: skip it (the driver abandoned the incarnation); {@code FALSE}: the host
+     *         is there, fail the task so that Spark retries it; {@code null}: no plugin in this JVM
+     *         or the driver did not answer (fail the task).
+     */
+    static Boolean skipBecauseHostGone(final String host, final String dir, final long instanceId)
+    {
+        final PluginContext c = executorContext;
+        if (c == null)
+        {
+            return null;
+        }
+        try
+        {
+            final Object answer = c.ask(new PluginMessages.SkipQuery(host, dir, instanceId));
+            return answer instanceof Boolean b ? b : null;
+        }
+        catch (final Exception ex)
+        {
+            LOG.warn("pubsub-shm plugin: cannot ask the driver whether host {} left the cluster: {}", host, ex.toString());
+            return null;
+        }
+    }
 
     @Override
     public DriverPlugin driverPlugin()
@@ -69,7 +111,26 @@ public final class PubSubShmPlugin implements SparkPlugin
         @Override
         public Map<String, String> init(final SparkContext sc, final PluginContext ctx)
         {
-            CommitBoard.get().pluginActive(true);
+            final CommitBoard board = CommitBoard.get();
+            board.driverHost(ctx.hostname());
+            sc.addSparkListener(new SparkListener()
+            {
+                @Override
+                public void onExecutorAdded(final SparkListenerExecutorAdded added)
+                {
+                    board.executorAdded(added.executorId(), added.executorInfo().executorHost(),
+                        added.executorInfo().totalCores());
+                }
+
+                @Override
+                public void onExecutorRemoved(final SparkListenerExecutorRemoved removed)
+                {
+                    board.executorRemoved(removed.executorId());
+                    LOG.info("pubsub-shm plugin: executor {} removed ({}): its host's reports are dropped",
+                        removed.executorId(), removed.reason());
+                }
+            });
+            board.pluginActive(true);
             return Map.of();
         }
 
@@ -79,6 +140,17 @@ public final class PubSubShmPlugin implements SparkPlugin
             if (message instanceof PluginMessages.Report report)
             {
                 return CommitBoard.get().onReport(report);
+            }
+            if (message instanceof PluginMessages.SkipQuery q)
+            {
+                final boolean skip = CommitBoard.get().abandonIfHostGone(q.host(), Path.of(q.dir()), q.instanceId());
+                if (skip)
+                {
+                    LOG.warn("pubsub-shm plugin: host {} left the cluster; its ring incarnation {} in {} is abandoned: " +
+                        "its planned batches are skipped and never acknowledged (Pub/Sub redelivers them to the other " +
+                        "hosts)", q.host(), RingRegistry.hex(q.instanceId()), q.dir());
+                }
+                return skip;
             }
             throw new IllegalArgumentException("pubsub-shm plugin: unexpected message " + message);
         }
@@ -95,6 +167,7 @@ public final class PubSubShmPlugin implements SparkPlugin
     {
         private final Map<String, RingSetScanner> scanners = new HashMap<>();
         private final Map<String, Long> attachAttempts = new HashMap<>();
+        private final Map<String, Integer> streamsAsked = new HashMap<>();
         private Map<String, Map<Long, Long>> planned = Map.of();
         private PluginContext ctx;
         private ScheduledExecutorService poller;
@@ -104,6 +177,7 @@ public final class PubSubShmPlugin implements SparkPlugin
         public void init(final PluginContext ctx, final Map<String, String> extraConf)
         {
             this.ctx = ctx;
+            executorContext = ctx;
             final long interval = ctx.conf().getLong(POLL_INTERVAL_CONF, DEFAULT_POLL_MS);
             if (interval < 1)
             {
@@ -166,14 +240,26 @@ public final class PubSubShmPlugin implements SparkPlugin
             {
                 active.put(set.dir(), Boolean.TRUE);
                 RingSetScanner scanner = scanners.get(set.dir());
+                if (scanner != null && !RingSetScanner.isRingSet(Path.of(set.dir())))
+                {
+                    // pullerd stopped or restarted without the set: attach it again once it answers.
+                    scanner.close();
+                    scanners.remove(set.dir());
+                    streamsAsked.remove(set.dir());
+                    scanner = null;
+                }
                 if (scanner == null)
                 {
-                    if (!RingSetScanner.isRingSet(Path.of(set.dir())) && !attach(set))
+                    if (!RingSetScanner.isRingSet(Path.of(set.dir())) && !attach(set, false))
                     {
                         continue; // no pullerd for this set on this host (yet)
                     }
                     scanner = new RingSetScanner(Path.of(set.dir()), ctx.hostname());
                     scanners.put(set.dir(), scanner);
+                }
+                if (set.streams() > 0 && !Integer.valueOf(set.streams()).equals(streamsAsked.get(set.dir())))
+                {
+                    attach(set, true); // this host's share of the stream budget changed: pullerd resizes
                 }
                 final Map<Long, Long> p = new HashMap<>();
                 final Map<Long, PluginMessages.RingMark> marks = new HashMap<>();
@@ -210,27 +296,51 @@ public final class PubSubShmPlugin implements SparkPlugin
          *
          * @return {@code true} if the ring set is there now.
          */
-        private boolean attach(final PluginMessages.SetMarks set)
+        private boolean attach(final PluginMessages.SetMarks set, final boolean resize)
         {
             final Path dir = Path.of(set.dir());
             final Path socket = dir.resolveSibling("control.sock");
             final long now = System.nanoTime();
-            final Long last = attachAttempts.get(set.dir());
+            final String key = resize ? set.dir() + "\0streams" : set.dir();
+            final Long last = attachAttempts.get(key);
             if (set.project().isEmpty() || !java.nio.file.Files.exists(socket) ||
                 (last != null && now - last < TimeUnit.MILLISECONDS.toNanos(ATTACH_RETRY_MS)))
             {
                 return false;
             }
-            attachAttempts.put(set.dir(), now);
+            attachAttempts.put(key, now);
             try
             {
+                // Partitions only when creating the set: pullerd refuses another count for a set it serves.
                 final com.fasterxml.jackson.databind.JsonNode answer = PullerdClient.attach(socket, set.project(),
-                    set.subscription(), set.partitions(), ATTACH_TIMEOUT_MS);
+                    set.subscription(), resize ? 0 : set.partitions(), set.streams(), ATTACH_TIMEOUT_MS);
+                if (answer.path("ok").asBoolean(false) && set.streams() > 0)
+                {
+                    streamsAsked.put(set.dir(), set.streams());
+                    attachAttempts.remove(set.dir() + "\0streams");
+                    if (resize)
+                    {
+                        LOG.info("pubsub-shm plugin: asked pullerd on {} for {} StreamingPull streams for " +
+                            "projects/{}/subscriptions/{} (this host's share of the stream budget); it runs {}", socket,
+                            set.streams(), set.project(), set.subscription(), answer.path("ring_set").path("streams"));
+                    }
+                }
                 if (!answer.path("ok").asBoolean(false))
                 {
+                    if (resize)
+                    {
+                        LOG.warn("pubsub-shm plugin: pullerd on {} refused {} StreamingPull streams for " +
+                            "projects/{}/subscriptions/{}: {}", socket, set.streams(), set.project(), set.subscription(),
+                            answer.path("error").asText(answer.toString()));
+                        return false;
+                    }
                     LOG.warn("pubsub-shm plugin: pullerd on {} refused to attach projects/{}/subscriptions/{}: {}", socket,
                         set.project(), set.subscription(), answer.path("error").asText(answer.toString()));
                     return false;
+                }
+                if (resize)
+                {
+                    return true;
                 }
                 final long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ATTACH_TIMEOUT_MS);
                 while (!RingSetScanner.isRingSet(dir) && System.nanoTime() < deadline)
@@ -255,6 +365,7 @@ public final class PubSubShmPlugin implements SparkPlugin
         @Override
         public void shutdown()
         {
+            executorContext = null;
             if (poller != null)
             {
                 poller.shutdownNow();

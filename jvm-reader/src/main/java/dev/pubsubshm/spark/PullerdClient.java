@@ -30,19 +30,21 @@ final class PullerdClient
     }
 
     /**
-     * Sends {@code {"op":"attach","project":p,"subscription":s[,"partitions":n]}} and returns
+     * Sends {@code {"op":"attach","project":p,"subscription":s[,"partitions":n][,"streams":k]}} and returns
      * the answer.
      *
      * @param socket       the control socket ({@code <ringRoot>/control.sock}).
      * @param project      the project ID.
      * @param subscription the subscription ID.
      * @param partitions   virtual partitions to ask for, 0 for pullerd's default.
+     * @param streams      StreamingPull streams pullerd may open for it (it resizes a set it
+     *                     serves), 0 for pullerd's own number.
      * @param timeoutMs    how long to wait for the connection and the answer.
      * @return the answer object ({@code ok}, {@code error}, {@code ring_set}).
      * @throws IOException if nobody answers on the socket in time.
      */
     static JsonNode attach(final Path socket, final String project, final String subscription, final int partitions,
-        final long timeoutMs) throws IOException
+        final int streams, final long timeoutMs) throws IOException
     {
         final ObjectNode req = JSON.createObjectNode();
         req.put("op", "attach");
@@ -51,6 +53,10 @@ final class PullerdClient
         if (partitions > 0)
         {
             req.put("partitions", partitions);
+        }
+        if (streams > 0)
+        {
+            req.put("streams", streams);
         }
         return call(socket, JSON.writeValueAsString(req), timeoutMs);
     }

@@ -38,6 +38,14 @@ import dev.pubsubshm.ring.RingDescriptor;
  * message naming the ring, the instance ids, the batches and the host (Spark retries the
  * task, on another host if the data is elsewhere), unless {@code failOnDataLoss} is off, in
  * which case the slice is skipped with a warning.
+ *
+ * <p><b>Another host.</b> A task that runs on another host than the one its slice was planned
+ * on never skips that slice on its own: the same path on this host is another ring (or none).
+ * It asks the driver (through {@link PubSubShmPlugin}) whether the planned host left the
+ * cluster. If it did, the driver abandons that ring incarnation (never commits it, so nothing
+ * of it is acknowledged unread) and the slice is skipped whatever {@code failOnDataLoss} says:
+ * pullerd on that host never acked those messages, so Pub/Sub redelivers them to the other
+ * hosts. Otherwise the task fails and Spark retries it, preferably on the planned host.
  */
 final class RingPartitionReader implements PartitionReader<ColumnarBatch>
 {
@@ -127,8 +135,8 @@ final class RingPartitionReader implements PartitionReader<ColumnarBatch>
         }
     }
 
-    /** The name Spark knows this host by, for messages. */
-    private static String localHost()
+    /** The name Spark knows this host by (tasks are placed by it), {@code null} outside Spark. */
+    private static String knownLocalHost()
     {
         try
         {
@@ -136,7 +144,7 @@ final class RingPartitionReader implements PartitionReader<ColumnarBatch>
         }
         catch (final RuntimeException ex)
         {
-            return "this host";
+            return null;
         }
     }
 
@@ -178,8 +186,25 @@ final class RingPartitionReader implements PartitionReader<ColumnarBatch>
             }
             catch (final RingUnavailableException ex)
             {
-                final String what = "pubsub-shm: cannot read " + slice + " on " + localHost() + " (planned on " +
+                final String known = knownLocalHost();
+                final String here = known == null ? "this host" : known;
+                final String what = "pubsub-shm: cannot read " + slice + " on " + here + " (planned on " +
                     plannedHost + "): " + ex.getMessage();
+                if (known != null && !plannedHost.isEmpty() && !plannedHost.equals(known))
+                {
+                    final String dir = String.valueOf(Path.of(slice.ringPath()).getParent());
+                    final Boolean gone = PubSubShmPlugin.skipBecauseHostGone(plannedHost, dir, slice.instanceId());
+                    if (Boolean.TRUE.equals(gone))
+                    {
+                        LOG.warn("{}; skipped: host {} left the cluster, and pullerd there never acknowledged these " +
+                            "messages, so Pub/Sub redelivers them to the remaining hosts", what, plannedHost);
+                        return null;
+                    }
+                    // Never skip a ring of a host that is there: the same path here is another ring.
+                    throw new IllegalStateException(what + ". This task runs on " + here + ", not on " + plannedHost +
+                        ", which " + (gone == null ? "may still be in the cluster (no answer from the driver plugin)" :
+                        "is still in the cluster") + ": Spark retries the task, preferably there", ex);
+                }
                 if (ex.reason() == RingUnavailableException.Reason.MISSING || failOnDataLoss)
                 {
                     // A missing ring may be a task on the wrong host: fail it so that Spark retries it.

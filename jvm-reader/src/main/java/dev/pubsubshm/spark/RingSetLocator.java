@@ -55,7 +55,7 @@ final class RingSetLocator
         try
         {
             answer = PullerdClient.attach(socket, options.projectId(), options.subscriptionId(),
-                options.numPartitionsGiven() ? options.numPartitions() : 0, timeoutMs);
+                options.numPartitionsGiven() ? options.numPartitions() : 0, 0, timeoutMs);
         }
         catch (final IOException ex)
         {

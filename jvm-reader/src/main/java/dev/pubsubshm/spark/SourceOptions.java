@@ -37,6 +37,9 @@ import org.apache.spark.network.util.JavaUtils;
  * <tr><td>{@code failOnDataLoss}</td><td>true</td><td>fail a task whose planned batch is gone (its ring was recreated
  *     after a reader death, or released by another reader); false: skip it with a warning (pullerd nacked those
  *     messages, so Pub/Sub redelivers them)</td></tr>
+ * <tr><td>{@code streamBudget}</td><td>2 x total executor cores</td><td>StreamingPull streams for the subscription
+ *     across the cluster (with {@code spark.plugins=dev.pubsubshm.spark.PubSubShmPlugin}): each executor host's pullerd
+ *     is asked for its share, in proportion to the host's executor cores, at least 1</td></tr>
  * <tr><td>{@code validateBatches}</td><td>true</td><td>check the offsets of every Arrow vector read from shared
  *     memory before Spark touches it (one pass over the offsets)</td></tr>
  * </table>
@@ -61,12 +64,14 @@ public final class SourceOptions implements Serializable
     public static final String PULLERD_TIMEOUT_MS = "pullerdTimeoutMs";
     /** Option {@code failOnDataLoss}. */
     public static final String FAIL_ON_DATA_LOSS = "failOnDataLoss";
+    /** Option {@code streamBudget}. */
+    public static final String STREAM_BUDGET = "streamBudget";
     /** Option {@code validateBatches}. */
     public static final String VALIDATE_BATCHES = "validateBatches";
 
     /** Every option, in the order error messages list them. */
     public static final List<String> KNOWN = List.of(PROJECT_ID, SUBSCRIPTION_ID, RING_ROOT, NUM_PARTITIONS,
-        MAX_RECORDS_PER_TRIGGER, MAX_BYTES_PER_TRIGGER, PULLERD_TIMEOUT_MS, FAIL_ON_DATA_LOSS, VALIDATE_BATCHES);
+        MAX_RECORDS_PER_TRIGGER, MAX_BYTES_PER_TRIGGER, PULLERD_TIMEOUT_MS, FAIL_ON_DATA_LOSS, STREAM_BUDGET, VALIDATE_BATCHES);
 
     /** Default {@code pullerdTimeoutMs}. */
     public static final long DEFAULT_PULLERD_TIMEOUT_MS = 10_000;
@@ -86,6 +91,7 @@ public final class SourceOptions implements Serializable
     private final long pullerdTimeoutMs;
     private final boolean failOnDataLoss;
     private final boolean validateBatches;
+    private final int streamBudget;
 
     private SourceOptions(
         final String projectId,
@@ -97,7 +103,8 @@ public final class SourceOptions implements Serializable
         final long maxBytesPerTrigger,
         final long pullerdTimeoutMs,
         final boolean failOnDataLoss,
-        final boolean validateBatches)
+        final boolean validateBatches,
+        final int streamBudget)
     {
         this.projectId = projectId;
         this.subscriptionId = subscriptionId;
@@ -109,6 +116,7 @@ public final class SourceOptions implements Serializable
         this.pullerdTimeoutMs = pullerdTimeoutMs;
         this.failOnDataLoss = failOnDataLoss;
         this.validateBatches = validateBatches;
+        this.streamBudget = streamBudget;
     }
 
     /**
@@ -238,8 +246,11 @@ public final class SourceOptions implements Serializable
         final long timeout = pt == null ? DEFAULT_PULLERD_TIMEOUT_MS : parseLong(PULLERD_TIMEOUT_MS, pt, 0, Long.MAX_VALUE);
         final boolean failOnDataLoss = parseBoolean(FAIL_ON_DATA_LOSS, get(byLower, FAIL_ON_DATA_LOSS), true);
         final boolean validate = parseBoolean(VALIDATE_BATCHES, get(byLower, VALIDATE_BATCHES), true);
+        final String sb = get(byLower, STREAM_BUDGET);
+        // Pub/Sub's default quota is 10,000 active StreamingPull connections per project.
+        final int streamBudget = sb == null ? 0 : (int)parseLong(STREAM_BUDGET, sb, 1, 10_000);
         return new SourceOptions(project, sub, root, numPartitions, np != null, maxRecords, maxBytes, timeout,
-            failOnDataLoss, validate);
+            failOnDataLoss, validate, streamBudget);
     }
 
     /**
@@ -382,6 +393,12 @@ public final class SourceOptions implements Serializable
     public boolean failOnDataLoss()
     {
         return failOnDataLoss;
+    }
+
+    /** @return StreamingPull streams across the cluster, 0 for 2 x the total executor cores. */
+    public int streamBudget()
+    {
+        return streamBudget;
     }
 
     /** @return whether loaded vectors are bounds-checked. */

@@ -118,7 +118,7 @@ class PubSubShmPluginTest
             final Path dir = set.dir.toAbsolutePath().normalize();
             final long id0 = set.ring(0).instanceId();
             final long id1 = set.ring(1).instanceId();
-            board.register("plugin-test", dir, "p", "s", 0);
+            board.register("plugin-test", dir, "p", "s", 0, 0);
             final PubSubShmPlugin.Executor executor = new PubSubShmPlugin.Executor();
             executor.context(new DirectContext("host-x"));
             try
@@ -191,7 +191,7 @@ class PubSubShmPluginTest
                 }
             }, "fake-pullerd");
             pullerd.start();
-            CommitBoard.get().register("attach-test", dir, "proj", "sub-b", 2);
+            CommitBoard.get().register("attach-test", dir, "proj", "sub-b", 2, 0);
             executor.poll(); // the set is not on this host: ask pullerd
             pullerd.join();
             assertEquals("attach", request.get().path("op").asText());

@@ -45,6 +45,7 @@ class SourceOptionsTest
         assertEquals(SourceOptions.DEFAULT_PULLERD_TIMEOUT_MS, o.pullerdTimeoutMs());
         assertTrue(o.failOnDataLoss());
         assertTrue(o.validateBatches());
+        assertEquals(0, o.streamBudget(), "2 x total executor cores, dealt out by the driver");
         assertTrue(SourceOptions.defaultRingRoot(Map.of()).matches("/dev/shm/pubsub-shm-[0-9]+"));
     }
 
@@ -53,7 +54,7 @@ class SourceOptionsTest
     {
         final SourceOptions o = parse("SUBSCRIPTIONID", "projects/p1/subscriptions/s-1", "ringroot", "/tmp/r",
             "numPartitions", "8", "maxrecordspertrigger", "1000", "maxBytesPerTrigger", "64m", "pullerdTimeoutMs", "0",
-            "failOnDataLoss", "FALSE", "validateBatches", "false");
+            "failOnDataLoss", "FALSE", "validateBatches", "false", "STREAMBUDGET", "12");
         assertEquals("p1", o.projectId());
         assertEquals("s-1", o.subscriptionId());
         assertEquals("/tmp/r", o.ringRoot());
@@ -64,13 +65,14 @@ class SourceOptionsTest
         assertEquals(0, o.pullerdTimeoutMs());
         assertFalse(o.failOnDataLoss());
         assertFalse(o.validateBatches());
+        assertEquals(12, o.streamBudget());
     }
 
     @Test
     void errorsNameTheOptionAndTheValue()
     {
         assertFails("unknown options \"topic\", \"maxRecord\"; the known options are projectId, subscriptionId, ringRoot, " +
-            "numPartitions, maxRecordsPerTrigger, maxBytesPerTrigger, pullerdTimeoutMs, failOnDataLoss, validateBatches",
+            "numPartitions, maxRecordsPerTrigger, maxBytesPerTrigger, pullerdTimeoutMs, failOnDataLoss, streamBudget, validateBatches",
             "projectId", "p", "subscriptionId", "s-1", "topic", "t", "maxRecord", "1");
         assertFails("option subscriptionId is required", "projectId", "p");
         assertFails("option projectId is required with subscriptionId=\"sub\"", "subscriptionId", "sub");
@@ -92,6 +94,7 @@ class SourceOptionsTest
         assertFails("maxBytesPerTrigger=\"big\" is not a size", "projectId", "p", "subscriptionId", "sub",
             "maxBytesPerTrigger", "big");
         assertFails("pullerdTimeoutMs=-1 must be in [0,", "projectId", "p", "subscriptionId", "sub", "pullerdTimeoutMs", "-1");
+        assertFails("streamBudget=0 must be in [1, 10000]", "projectId", "p", "subscriptionId", "sub", "streamBudget", "0");
         assertFails("validateBatches=\"yes\" must be true or false", "projectId", "p", "subscriptionId", "sub",
             "validateBatches", "yes");
     }
