@@ -81,7 +81,10 @@
 // ModifyAckDeadline, Publish, Pull, ...) made over gRPC; Config.Reactors
 // passes pstest's own reactors. Server.Restart cuts every connection and
 // serves again on the same address, keeping or resetting the state.
-// Server.Stats counts streams opened, failed and closed, and messages sent.
+// Server.Stats counts streams opened, failed and closed, and messages sent;
+// Server.StreamStats counts one subscription's streams (open now, the peak,
+// the opens and their times), which is how tests see how many streams a
+// client holds.
 //
 // # What it does not emulate
 //

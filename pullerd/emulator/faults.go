@@ -69,6 +69,86 @@ func (s *Server) Stats() Stats {
 	}
 }
 
+// MaxOpenTimes is how many open times StreamStats keeps per subscription: the
+// most recent ones.
+const MaxOpenTimes = 10_000
+
+// StreamStats counts the StreamingPull streams of one subscription since New;
+// Restart does not reset it. A stream counts from the moment the emulator
+// accepted its initial request until it ends: streams failed by
+// FailNextStreams or refused as invalid are not counted.
+type StreamStats struct {
+	// Open is the number of the subscription's streams open now.
+	Open int
+	// Peak is the most streams open at once since New or the last
+	// ResetStreamPeak.
+	Peak int
+	// Opens counts the streams opened since New.
+	Opens int
+	// OpenTimes are the times the last MaxOpenTimes streams were opened,
+	// oldest first.
+	OpenTimes []time.Time
+}
+
+// subStreams is the live form of one subscription's StreamStats. It is
+// guarded by Server.streamsMu.
+type subStreams struct {
+	open, peak, opens int
+	times             []time.Time // the last MaxOpenTimes are kept, at most 2 x MaxOpenTimes held
+}
+
+// opened counts a stream opened at now.
+func (c *subStreams) opened(now time.Time) {
+	c.open++
+	c.opens++
+	c.peak = max(c.peak, c.open)
+	if len(c.times) >= 2*MaxOpenTimes {
+		c.times = append(c.times[:0], c.times[len(c.times)-MaxOpenTimes+1:]...)
+	}
+	c.times = append(c.times, now)
+}
+
+// subStreamsLocked returns the counters of subscription sub (a full name),
+// creating them. Callers hold streamsMu.
+func (s *Server) subStreamsLocked(sub string) *subStreams {
+	if s.perSub == nil {
+		s.perSub = map[string]*subStreams{}
+	}
+	c := s.perSub[sub]
+	if c == nil {
+		c = &subStreams{}
+		s.perSub[sub] = c
+	}
+	return c
+}
+
+// StreamStats returns the StreamingPull stream counts of subscription sub, a
+// short ID or a full "projects/<p>/subscriptions/<s>" name. A subscription
+// that never had a stream has zero counts.
+func (s *Server) StreamStats(sub string) StreamStats {
+	name := SubscriptionName(s.cfg.Project, sub)
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	c := s.perSub[name]
+	if c == nil {
+		return StreamStats{}
+	}
+	times := c.times[max(0, len(c.times)-MaxOpenTimes):]
+	return StreamStats{Open: c.open, Peak: c.peak, Opens: c.opens, OpenTimes: append([]time.Time(nil), times...)}
+}
+
+// ResetStreamPeak sets the Peak of subscription sub (a short ID or a full
+// name) to the number of its streams open now, so that a later StreamStats
+// shows the most streams open at once from this moment.
+func (s *Server) ResetStreamPeak(sub string) {
+	name := SubscriptionName(s.cfg.Project, sub)
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	if c := s.perSub[name]; c != nil {
+		c.peak = c.open
+	}
+}
+
 // faults holds the injected faults. The zero value injects nothing.
 type faults struct {
 	mu            sync.Mutex

@@ -296,3 +296,92 @@ func TestEverySubscriptionGetsEveryMessage(t *testing.T) {
 		t.Fatal("publishing to a missing topic succeeded")
 	}
 }
+
+// TestStreamStats counts one subscription's streams: open, peak, opens and
+// their times, by short or full name; streams failed on open and streams of
+// another subscription are not counted; the counts survive a Restart.
+func TestStreamStats(t *testing.T) {
+	srv := newServer(t, Config{Subscriptions: []Subscription{{Name: "s", Topic: "t"}, {Name: "other", Topic: "t"}}})
+	ctx := testContext(t, time.Minute)
+	c := subscriberClient(t, srv)
+	sub := SubscriptionName(srv.Project(), "s")
+	if st := srv.StreamStats("s"); st.Open != 0 || st.Peak != 0 || st.Opens != 0 || len(st.OpenTimes) != 0 {
+		t.Fatalf("before any stream: %+v, want zero", st)
+	}
+
+	srv.FailNextStreams(1, codes.ResourceExhausted, "not counted")
+	wantCode(t, openStream(ctx, t, c, sub, nil).end(t), codes.ResourceExhausted)
+	other := openStream(ctx, t, c, SubscriptionName(srv.Project(), "other"), nil)
+	start := time.Now()
+	var streams []*reader
+	for range 3 {
+		streams = append(streams, openStream(ctx, t, c, sub, nil))
+	}
+	eventually(t, 10*time.Second, "3 streams open", func() bool { return srv.StreamStats(sub).Open == 3 })
+	st := srv.StreamStats("s")
+	if st.Open != 3 || st.Peak != 3 || st.Opens != 3 || len(st.OpenTimes) != 3 {
+		t.Fatalf("3 streams open: %+v, want open 3, peak 3, opens 3 and 3 open times", st)
+	}
+	for i, at := range st.OpenTimes {
+		if at.Before(start) || (i > 0 && at.Before(st.OpenTimes[i-1])) {
+			t.Fatalf("open times %v: want times after %v, oldest first", st.OpenTimes, start)
+		}
+	}
+	if o := srv.StreamStats("other"); o.Open != 1 || o.Opens != 1 {
+		t.Fatalf("other subscription: %+v, want 1 open", o)
+	}
+
+	// Half-closing ends a stream normally.
+	for _, r := range streams {
+		if err := r.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.end(t); err != nil {
+			t.Fatalf("half-closed stream: %v, want a normal end", err)
+		}
+	}
+	eventually(t, 10*time.Second, "no stream open", func() bool { return srv.StreamStats(sub).Open == 0 })
+	if st := srv.StreamStats(sub); st.Peak != 3 || st.Opens != 3 {
+		t.Fatalf("after close: %+v, want peak 3, opens 3", st)
+	}
+	srv.ResetStreamPeak("s")
+	if st := srv.StreamStats(sub); st.Peak != 0 || st.Opens != 3 {
+		t.Fatalf("after ResetStreamPeak: %+v, want peak 0, opens 3", st)
+	}
+
+	if err := srv.Restart(ctx, RestartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.end(t); err == nil {
+		t.Fatal("stream ended normally across a restart, want an error")
+	}
+	eventually(t, 10*time.Second, "the other subscription's stream gone", func() bool { return srv.StreamStats("other").Open == 0 })
+	openStream(ctx, t, c, sub, nil)
+	eventually(t, 10*time.Second, "a stream open after the restart", func() bool { return srv.StreamStats(sub).Open == 1 })
+	if st := srv.StreamStats(sub); st.Peak != 1 || st.Opens != 4 || len(st.OpenTimes) != 4 {
+		t.Fatalf("after the restart: %+v, want open 1, peak 1, opens 4", st)
+	}
+}
+
+// TestStreamStatsKeepsLastOpenTimes checks that OpenTimes keeps only the last
+// MaxOpenTimes opens.
+func TestStreamStatsKeepsLastOpenTimes(t *testing.T) {
+	var c subStreams
+	base := time.Unix(1000, 0)
+	const n = 3*MaxOpenTimes + 7
+	for i := range n {
+		c.opened(base.Add(time.Duration(i)))
+		c.open--
+	}
+	srv := &Server{cfg: Config{Project: "p"}, perSub: map[string]*subStreams{"projects/p/subscriptions/s": &c}}
+	st := srv.StreamStats("s")
+	if st.Opens != n || st.Peak != 1 || len(st.OpenTimes) != MaxOpenTimes {
+		t.Fatalf("%+v (%d times), want %d opens, peak 1, %d times", StreamStats{Open: st.Open, Peak: st.Peak, Opens: st.Opens}, len(st.OpenTimes), n, MaxOpenTimes)
+	}
+	if first, last := st.OpenTimes[0], st.OpenTimes[MaxOpenTimes-1]; !first.Equal(base.Add(n-MaxOpenTimes)) || !last.Equal(base.Add(n-1)) {
+		t.Fatalf("open times from %v to %v, want the last %d", first, last, MaxOpenTimes)
+	}
+	if len(c.times) > 2*MaxOpenTimes {
+		t.Fatalf("holds %d times, want at most %d", len(c.times), 2*MaxOpenTimes)
+	}
+}

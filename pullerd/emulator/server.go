@@ -43,6 +43,7 @@ type Server struct {
 	streamsMu sync.Mutex
 	streams   map[*stream]struct{}
 	nextID    uint64
+	perSub    map[string]*subStreams // StreamStats by full subscription name; survives Restart
 
 	wg sync.WaitGroup // the Serve goroutine and every stream's receive goroutine
 

@@ -163,7 +163,8 @@ func (s *Server) newStream(b *backend, gs pb.Subscriber_StreamingPullServer, req
 	return st, nil
 }
 
-// register adds st to the open streams and names it.
+// register adds st to the open streams, names it and counts it in its
+// subscription's StreamStats.
 func (s *Server) register(st *stream) {
 	s.streamsMu.Lock()
 	defer s.streamsMu.Unlock()
@@ -171,6 +172,7 @@ func (s *Server) register(st *stream) {
 	st.id = s.nextID
 	st.log = s.log.With(zap.Uint64("stream", st.id), zap.String("subscription", st.sub))
 	s.streams[st] = struct{}{}
+	s.subStreamsLocked(st.sub).opened(time.Now())
 }
 
 // unregister removes st from the open streams.
@@ -178,6 +180,7 @@ func (s *Server) unregister(st *stream) {
 	s.streamsMu.Lock()
 	defer s.streamsMu.Unlock()
 	delete(s.streams, st)
+	s.subStreamsLocked(st.sub).open--
 }
 
 // end turns the reason the stream ended into the RPC's result and counts it.

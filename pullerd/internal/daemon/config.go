@@ -38,6 +38,9 @@ const (
 	DefaultMetricsAddr        = "127.0.0.1:0"
 	DefaultMaxOutstandingMsgs = 1_000_000
 	MaxPartitions             = 1024
+	// MaxStreams bounds the streams an attach request may ask for; a subscription never
+	// has more streams than partitions anyway.
+	MaxStreams = MaxPartitions
 )
 
 // Sub names one subscription.
@@ -262,6 +265,18 @@ func (c Config) withDefaults() (Config, error) {
 // min(Streams, partitions, StreamBudget/Hosts), at least 1.
 func (c *Config) streamsFor(partitions int) int {
 	return max(1, min(c.Streams, partitions, c.StreamBudget/c.Hosts))
+}
+
+// streamsWanted returns the number of streams for a subscription with the given partitions
+// when an attach request asked for requested streams: streamsFor(partitions) if requested
+// is 0, else min(streamsFor(partitions), requested). Never more than the configured
+// number, at least 1.
+func (c *Config) streamsWanted(partitions, requested int) int {
+	own := c.streamsFor(partitions)
+	if requested <= 0 {
+		return own
+	}
+	return max(1, min(own, requested))
 }
 
 // CheckLoopback refuses a listen address whose host is not a loopback address (or

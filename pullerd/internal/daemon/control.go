@@ -29,6 +29,13 @@ type Request struct {
 	Subscription string `json:"subscription,omitempty"`
 	// Partitions (attach only) is the number of virtual partitions; pullerd's default if 0.
 	Partitions int `json:"partitions,omitempty"`
+	// Streams (attach only) is the host's share of StreamingPull streams for the
+	// subscription, as a cluster-wide quota split it: pullerd runs min(its own number,
+	// Streams) streams, its own number being min(-streams, partitions,
+	// -stream-budget/-hosts); 0 asks for its own number. Absent, the first attach runs
+	// pullerd's own number and a later attach leaves the count as it is; present, a later
+	// attach resizes the running subscription (docs/FORMAT.md section 1.1).
+	Streams *int `json:"streams,omitempty"`
 
 	// attach_topic (the write path, docs/FORMAT.md section 6): Topic is a topic ID (with
 	// Project) or a full projects/<p>/topics/<t> name; Label describes the writer in logs
@@ -209,8 +216,15 @@ func (l *listener) handle(line []byte) Response {
 		if req.Partitions < 0 || req.Partitions > MaxPartitions {
 			return Response{Error: fmt.Sprintf("bad request: partitions=%d: want 1..%d, or 0 for pullerd's default", req.Partitions, MaxPartitions)}
 		}
+		streams := streamsUnset
+		if req.Streams != nil {
+			streams = *req.Streams
+			if streams < 0 || streams > MaxStreams {
+				return Response{Error: fmt.Sprintf("bad request: streams=%d: want 1..%d, or 0 for pullerd's own number", streams, MaxStreams)}
+			}
+		}
 		sub.Partitions = req.Partitions
-		st, err := d.attach(sub)
+		st, err := d.attach(sub, streams)
 		if err != nil {
 			return Response{Error: err.Error()}
 		}
@@ -218,6 +232,9 @@ func (l *listener) handle(line []byte) Response {
 	case "status":
 		if req.Partitions != 0 {
 			return Response{Error: "bad request: partitions is only for attach"}
+		}
+		if req.Streams != nil {
+			return Response{Error: fmt.Sprintf("bad request: streams=%d: streams is only for attach", *req.Streams)}
 		}
 		if named {
 			s := d.lookup(sub.FullName())
@@ -237,8 +254,8 @@ func (l *listener) handle(line []byte) Response {
 
 // attachTopic answers attach_topic: a new writer ring pair for a topic.
 func (l *listener) attachTopic(req Request) Response {
-	if req.Subscription != "" || req.Partitions != 0 {
-		return Response{Error: "bad request: attach_topic takes a topic, not subscription or partitions"}
+	if req.Subscription != "" || req.Partitions != 0 || req.Streams != nil {
+		return Response{Error: "bad request: attach_topic takes a topic, not subscription, partitions or streams"}
 	}
 	if req.Topic == "" {
 		return Response{Error: "bad request: attach_topic needs a topic (and a project unless it is a full name)"}

@@ -109,7 +109,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("pullerd: write %q: %w", rootAddr, err)
 	}
 	for _, sub := range cfg.Subscriptions {
-		if _, err := d.attach(sub); err != nil {
+		if _, err := d.attach(sub, streamsUnset); err != nil {
 			return fmt.Errorf("pullerd: %w", err)
 		}
 	}
@@ -123,8 +123,15 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// attach starts a subscription, or returns the status of one already attached.
-func (d *Daemon) attach(sub Sub) (RingSetStatus, error) {
+// streamsUnset is attach's streams argument when the request did not name a number.
+const streamsUnset = -1
+
+// attach starts a subscription, or returns the status of one already attached. streams is
+// the number of streams the request asked for (0: pullerd's own number; see
+// Config.streamsWanted), or streamsUnset: pullerd's own number for a new subscription, no
+// change for an attached one. An attached subscription asked for another number of streams
+// is resized.
+func (d *Daemon) attach(sub Sub, streams int) (RingSetStatus, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closing {
@@ -135,9 +142,12 @@ func (d *Daemon) attach(sub Sub) (RingSetStatus, error) {
 			return RingSetStatus{}, fmt.Errorf("subscription %s is already attached with %d partitions, not %d",
 				sub.FullName(), len(s.parts), sub.Partitions)
 		}
+		if streams != streamsUnset {
+			s.resizeStreams(streams)
+		}
 		return s.status(), nil
 	}
-	s, err := d.startSub(sub)
+	s, err := d.startSub(sub, max(streams, 0))
 	if err != nil {
 		return RingSetStatus{}, fmt.Errorf("attach %s: %w", sub.FullName(), err)
 	}

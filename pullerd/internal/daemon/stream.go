@@ -21,27 +21,74 @@ import (
 // streamBackoff paces reopening a stream that failed: 100 ms growing x2 to 30 s, jittered.
 var streamBackoff = ackd.Backoff{Initial: 100 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2}
 
+// retireDrain bounds how long a retired stream waits for the server to end its
+// StreamingPull after the half-close; then the stream is cancelled.
+const retireDrain = 10 * time.Second
+
 // stream is one StreamingPull stream of a subscription, reopened for as long as the
-// subscription runs.
+// subscription runs, or until a resize retires it.
 type stream struct {
 	s   *subscription
-	idx int
+	id  int // unique within the subscription; part of the stream's client_id
 	log *zap.Logger
+	// cancel ends the stream at once; its context derives from the subscription's
+	// streamCtx, so shutdown ends every stream.
+	cancel context.CancelFunc
+	// retired is closed by retire.
+	retired chan struct{}
+}
+
+// retire asks the stream to end cleanly: it half-closes its StreamingPull, keeps handing
+// the messages the server still sends to the partitions until the server ends the stream
+// (at most retireDrain, then it is cancelled), and does not reopen. A stream retired
+// before it opened never opens. Called once, under the subscription's streamsMu.
+func (st *stream) retire() { close(st.retired) }
+
+// isRetired reports whether retire was called.
+func (st *stream) isRetired() bool {
+	select {
+	case <-st.retired:
+		return true
+	default:
+		return false
+	}
+}
+
+// sleep waits d, or until ctx ends or the stream is retired (then it returns an error).
+func (st *stream) sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-st.retired:
+		return errors.New("stream retired")
+	case <-t.C:
+		return nil
+	}
 }
 
 // run opens the stream after a random stagger and keeps it open: it reopens at once
 // (with a little jitter) after the server closes it, and with exponential back-off and
-// jitter after an error such as RESOURCE_EXHAUSTED or UNAVAILABLE.
+// jitter after an error such as RESOURCE_EXHAUSTED or UNAVAILABLE. It returns when ctx
+// ends, or when the stream was retired and its StreamingPull has ended.
 func (st *stream) run(ctx context.Context) {
 	if d := st.s.d.cfg.Stagger; d > 0 {
-		if sleepCtx(ctx, rand.N(d)) != nil {
+		if st.sleep(ctx, rand.N(d)) != nil {
 			return
 		}
 	}
 	attempt := 0
 	for {
+		if st.isRetired() {
+			return
+		}
 		delivered, err := st.once(ctx)
 		if ctx.Err() != nil {
+			return
+		}
+		if st.isRetired() {
+			st.log.Debug("retired stream ended", zap.Int("delivered", delivered), zap.Error(err))
 			return
 		}
 		code := status.Code(err)
@@ -69,7 +116,7 @@ func (st *stream) run(ctx context.Context) {
 			st.log.Log(lvl, "stream failed; reopening after back-off", zap.Stringer("code", code),
 				zap.Int("delivered", delivered), zap.Duration("backoff", wait), zap.Error(err))
 		}
-		if sleepCtx(ctx, wait) != nil {
+		if st.sleep(ctx, wait) != nil {
 			return
 		}
 	}
@@ -85,11 +132,11 @@ func (st *stream) once(ctx context.Context) (delivered int, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("open StreamingPull on %s: %w", s.sub.FullName(), err)
 	}
-	n := int64(s.nstreams)
+	n := max(1, s.nstreams.Load())
 	err = pull.Send(&pb.StreamingPullRequest{
 		Subscription:             s.sub.FullName(),
 		StreamAckDeadlineSeconds: int32(s.d.cfg.AckDeadline / time.Second),
-		ClientId:                 fmt.Sprintf("pullerd-%d-%s-%d", os.Getpid(), s.sub.Subscription, st.idx),
+		ClientId:                 fmt.Sprintf("pullerd-%d-%s-%d", os.Getpid(), s.sub.Subscription, st.id),
 		MaxOutstandingMessages:   max(1, s.d.cfg.MaxOutstandingMessages/n),
 		MaxOutstandingBytes:      max(1, s.d.cfg.MaxOutstandingBytes/n),
 	})
@@ -101,8 +148,12 @@ func (st *stream) once(ctx context.Context) (delivered int, err error) {
 	}
 	s.m.activeStreams.Inc()
 	defer s.m.activeStreams.Dec()
+	defer st.watchRetire(sctx, pull)()
 	for {
-		if err := s.waitForRoom(sctx); err != nil {
+		// A retired stream reads on past the flow-control bounds: what the server sent
+		// before the half-close is leased to pullerd, and is redelivered late (after its
+		// ack deadline) unless it is read. The server's per-stream flow control bounds it.
+		if err := s.waitForRoom(sctx, st.retired); err != nil {
 			return delivered, nil
 		}
 		resp, err := pull.Recv()
@@ -124,18 +175,66 @@ func (st *stream) once(ctx context.Context) (delivered int, err error) {
 	}
 }
 
+// watchRetire half-closes pull once the stream is retired, so that the server ends the
+// stream after what it already sent, and cancels the stream (st.cancel) if the server has
+// not ended it retireDrain later. ctx is pull's context. The returned func ends the watch
+// and waits for it.
+func (st *stream) watchRetire(ctx context.Context, pull pb.Subscriber_StreamingPullClient) (stop func()) {
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		select {
+		case <-st.retired:
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		}
+		// once sent the initial request before the watch began and sends nothing after
+		// it, so CloseSend does not race a Send.
+		if err := pull.CloseSend(); err != nil {
+			st.log.Debug("half-close of a retired stream failed", zap.Error(err))
+		}
+		t := time.NewTimer(retireDrain)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			st.log.Warn("retired stream still open after the drain time; cancelling it (what the server sent since is redelivered after its ack deadline)",
+				zap.Duration("drain", retireDrain))
+			st.cancel()
+		case <-done:
+		case <-ctx.Done():
+		}
+	}()
+	return func() {
+		close(done)
+		<-exited
+	}
+}
+
 // waitForRoom blocks while the subscription holds as many messages or bytes as it may:
-// the stream stops reading, gRPC flow control stops the server.
-func (s *subscription) waitForRoom(ctx context.Context) error {
+// the stream stops reading, gRPC flow control stops the server. It returns at once (nil)
+// when retired is closed.
+func (s *subscription) waitForRoom(ctx context.Context, retired <-chan struct{}) error {
 	cfg := &s.d.cfg
-	if s.held.Msgs.Load() < cfg.MaxOutstandingMessages && s.held.Bytes.Load() < cfg.MaxOutstandingBytes {
+	full := func() bool {
+		return s.held.Msgs.Load() >= cfg.MaxOutstandingMessages || s.held.Bytes.Load() >= cfg.MaxOutstandingBytes
+	}
+	if !full() {
 		return nil
 	}
 	s.m.backpressured.Inc()
 	d := time.Millisecond
-	for s.held.Msgs.Load() >= cfg.MaxOutstandingMessages || s.held.Bytes.Load() >= cfg.MaxOutstandingBytes {
-		if err := sleepCtx(ctx, d); err != nil {
-			return err
+	for full() {
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-retired:
+			t.Stop()
+			return nil
+		case <-t.C:
 		}
 		d = min(2*d, 20*time.Millisecond)
 	}
@@ -196,16 +295,4 @@ func (s *subscription) pickPartition() int {
 func (s *subscription) handOff(_ context.Context, p int, msgs []*pb.ReceivedMessage, at time.Time) {
 	lease := s.inflight.add(msgs, at.Add(s.d.cfg.AckDeadline))
 	s.parts[p].enqueue(delivery{msgs: msgs, at: at, lease: lease})
-}
-
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -31,9 +31,18 @@ type subscription struct {
 	sender   *ackd.Sender
 	held     ackd.Held
 	inflight inflight // leases of received messages not in a table yet
-	nstreams int
 	ordering atomic.Bool
 	rr       atomic.Uint64
+
+	// streamsMu guards streams, nextStream and streamsDone. streams are the running
+	// streams (a resize retires the last ones or appends new ones); retired streams
+	// still draining are no longer in it but still counted in streamWG. nstreams is
+	// len(streams), for status and the flow-control split of streams opened from now on.
+	streamsMu   sync.Mutex
+	streams     []*stream
+	nextStream  int  // id of the next stream started (ids are never reused)
+	streamsDone bool // stop has begun: no stream starts any more
+	nstreams    atomic.Int64
 
 	// streamCtx ends the streams, partCtx the partitions, loopCtx the lease loop and
 	// monitor, ackCtx ackd's RPCs. They end in that order at shutdown.
@@ -47,18 +56,19 @@ type subscription struct {
 	stopOnce                                sync.Once
 }
 
-// startSub creates sub's ring set (taking over a stale one) and starts its goroutines.
-func (d *Daemon) startSub(sub Sub) (s *subscription, err error) {
+// startSub creates sub's ring set (taking over a stale one) and starts its goroutines,
+// with the number of streams that an attach request asked for (0: pullerd's own number;
+// see Config.streamsWanted).
+func (d *Daemon) startSub(sub Sub, streams int) (s *subscription, err error) {
 	if sub.Partitions == 0 {
 		sub.Partitions = d.cfg.Partitions
 	}
 	s = &subscription{
-		d:        d,
-		sub:      sub,
-		dir:      filepath.Join(d.cfg.Dir, sub.SetName()),
-		log:      d.log.With(zap.String("subscription", sub.FullName())),
-		nstreams: d.cfg.streamsFor(sub.Partitions),
-		ackDone:  make(chan struct{}),
+		d:       d,
+		sub:     sub,
+		dir:     filepath.Join(d.cfg.Dir, sub.SetName()),
+		log:     d.log.With(zap.String("subscription", sub.FullName())),
+		ackDone: make(chan struct{}),
 	}
 	if _, err := prepareSet(s.dir, sub.Partitions, s.log); err != nil {
 		return nil, err
@@ -132,14 +142,61 @@ func (d *Daemon) startSub(sub Sub) (s *subscription, err error) {
 	s.loopWG.Add(2)
 	go func() { defer s.loopWG.Done(); s.monitor(s.loopCtx) }()
 	go func() { defer s.loopWG.Done(); s.leases(s.loopCtx) }()
-	for i := range s.nstreams {
-		st := &stream{s: s, idx: i, log: s.log.With(zap.Int("stream", i))}
-		s.streamWG.Add(1)
-		go func() { defer s.streamWG.Done(); st.run(s.streamCtx) }()
-	}
+	n := d.cfg.streamsWanted(len(s.parts), streams)
+	s.streamsMu.Lock()
+	s.startStreamsLocked(n)
+	s.streamsMu.Unlock()
 	s.log.Info("subscription attached", zap.String("ring_set", s.dir), zap.Int("partitions", len(s.parts)),
-		zap.Int("streams", s.nstreams), zap.Int64("ring_capacity", d.cfg.RingCapacity))
+		zap.Int("streams", n), zap.Int("streams_requested", streams), zap.Int("streams_max", d.cfg.streamsFor(len(s.parts))),
+		zap.Int64("ring_capacity", d.cfg.RingCapacity))
 	return s, nil
+}
+
+// startStreamsLocked starts n more streams, each after its own random stagger. Callers
+// hold streamsMu, and stop has not begun.
+func (s *subscription) startStreamsLocked(n int) {
+	for range n {
+		ctx, cancel := context.WithCancel(s.streamCtx)
+		st := &stream{s: s, id: s.nextStream, log: s.log.With(zap.Int("stream", s.nextStream)),
+			cancel: cancel, retired: make(chan struct{})}
+		s.nextStream++
+		s.streams = append(s.streams, st)
+		s.streamWG.Add(1)
+		go func() {
+			defer s.streamWG.Done()
+			defer cancel()
+			st.run(ctx)
+		}()
+	}
+	s.nstreams.Store(int64(len(s.streams)))
+}
+
+// resizeStreams sets the number of running streams to what an attach request asked for
+// (requested; 0: pullerd's own number; see Config.streamsWanted). New streams start as at
+// startup, after a random stagger; streams beyond the new count are retired: each
+// half-closes its StreamingPull and hands what the server still sends to the partitions
+// as usual (leased, nothing dropped) until the server ends the stream. The same number is
+// a no-op; after stop has begun, resizeStreams does nothing.
+func (s *subscription) resizeStreams(requested int) {
+	n := s.d.cfg.streamsWanted(len(s.parts), requested)
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	old := len(s.streams)
+	if s.streamsDone || n == old {
+		return
+	}
+	if n < old {
+		for _, st := range s.streams[n:] {
+			st.retire()
+		}
+		clear(s.streams[n:])
+		s.streams = s.streams[:n]
+		s.nstreams.Store(int64(n))
+	} else {
+		s.startStreamsLocked(n - old)
+	}
+	s.log.Info("streams resized", zap.Int("from", old), zap.Int("to", n), zap.Int("requested", requested),
+		zap.Int("max", s.d.cfg.streamsFor(len(s.parts))))
 }
 
 // monitor stamps the producer heartbeat of every DATA ring, watches the readers'
@@ -262,7 +319,10 @@ func (s *subscription) orphan(msgs []*pb.ReceivedMessage) {
 func (s *subscription) stop() {
 	s.stopOnce.Do(func() {
 		timeout := s.d.cfg.ShutdownTimeout
-		s.streamStop()
+		s.streamsMu.Lock()
+		s.streamsDone = true // no stream starts from now on: streamWG only goes down
+		s.streamsMu.Unlock()
+		s.streamStop() // every stream's context, the retired ones' too
 		s.streamWG.Wait()
 		s.partStop()
 		s.partWG.Wait()
@@ -350,7 +410,9 @@ type RingStatus struct {
 	Messages         int64   `json:"messages_uncommitted,omitempty"`
 }
 
-// RingSetStatus describes one attached subscription in a control answer.
+// RingSetStatus describes one attached subscription in a control answer. Streams is the
+// number of StreamingPull streams the subscription runs now (retired streams still
+// draining after a resize are not counted).
 type RingSetStatus struct {
 	Project            string       `json:"project"`
 	Subscription       string       `json:"subscription"`
@@ -373,7 +435,7 @@ func ringStatus(r *ringbuf.Ring, timeout time.Duration) RingStatus {
 
 // status returns the subscription's status.
 func (s *subscription) status() RingSetStatus {
-	st := RingSetStatus{Project: s.sub.Project, Subscription: s.sub.Subscription, Dir: s.dir, Streams: s.nstreams,
+	st := RingSetStatus{Project: s.sub.Project, Subscription: s.sub.Subscription, Dir: s.dir, Streams: int(s.nstreams.Load()),
 		CommitRing: ringStatus(s.commit, s.d.cfg.ReaderTimeout), NumUnackedMessages: s.held.Msgs.Load(),
 		HeldMessages: s.held.Msgs.Load(), HeldBytes: s.held.Bytes.Load(), MetricsAddr: s.d.metricsAddr}
 	for _, p := range s.parts {
