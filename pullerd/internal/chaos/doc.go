@@ -15,6 +15,9 @@
 //     load, the Java reader refused by another uid, messages at Pub/Sub's limits.
 //   - -tags chaos (make chaos): TestChaosSoak, CHAOS_DURATION (default 3m) of traffic with
 //     random kills of either side.
+//   - -tags cluster (make cluster-test, as root): TestCluster*, a real Spark standalone
+//     cluster on loopback whose executor hosts are mount namespaces with their own /dev/shm,
+//     pullerd and Worker (cluster_test.go), reading into a file sink.
 //
 // The JVM tests need the Java side built (make jvm).
 package chaos

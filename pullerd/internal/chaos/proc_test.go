@@ -336,10 +336,21 @@ func startPullerd(t testing.TB, srv *emulator.Server, root, logDir string, args 
 // tryStartPullerd is startPullerd returning an error when pullerd exits before it serves.
 func tryStartPullerd(t testing.TB, srv *emulator.Server, root, logDir string, args ...string) (*proc, error) {
 	t.Helper()
-	cmd := exec.Command(pullerdBinary(t), append([]string{"-project", project, "-log-level", "info",
-		"-log-format", "console", "-stagger", "1ms", "-metrics-addr", "127.0.0.1:0", "-shm-dir", root}, args...)...)
+	return tryStartPullerdVia(t, srv, root, logDir, "pullerd", nil, args...)
+}
+
+// tryStartPullerdVia is tryStartPullerd with the process named name (its log is
+// logDir/<name>.log) and its command line prefixed by wrap (e.g. nsenter -t <pid> -m --, to
+// run it in another mount namespace: a simulated host). Flags in args come after the
+// defaults, so a later -metrics-addr wins.
+func tryStartPullerdVia(t testing.TB, srv *emulator.Server, root, logDir, name string, wrap []string, args ...string) (*proc, error) {
+	t.Helper()
+	argv := append([]string{pullerdBinary(t), "-project", project, "-log-level", "info",
+		"-log-format", "console", "-stagger", "1ms", "-metrics-addr", "127.0.0.1:0", "-shm-dir", root}, args...)
+	argv = append(append([]string(nil), wrap...), argv...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "PUBSUB_EMULATOR_HOST="+srv.Addr())
-	p := startProc(t, "pullerd", logDir, cmd)
+	p := startProc(t, name, logDir, cmd)
 	_, _, err := p.nextLine(0, 60*time.Second, func(l string) bool { return strings.HasPrefix(l, "pullerd ready ") })
 	if err != nil {
 		p.kill()

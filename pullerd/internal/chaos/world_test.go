@@ -1,4 +1,4 @@
-//go:build crossproc || chaos
+//go:build crossproc || chaos || cluster
 
 package chaos
 
