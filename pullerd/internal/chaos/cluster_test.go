@@ -802,7 +802,6 @@ func clusterMessage(i int) *pb.PubsubMessage {
 	return &pb.PubsubMessage{Data: data}
 }
 
-
 // throughput returns the rows per second over the steady part of the run: the micro-batches
 // with rows, the first one left out (it holds what piled up while the query started), from
 // the trigger of the second to the end of the last.
