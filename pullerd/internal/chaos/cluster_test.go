@@ -336,7 +336,7 @@ func (c *cluster) startWorker(h *simHost) {
 }
 
 // startDriver starts ClusterQuery against the master and waits until the query runs.
-func (c *cluster) startDriver(executors int) {
+func (c *cluster) startDriver(executors int, extra ...string) {
 	c.t.Helper()
 	root, _ := jvm.RepoRoot()
 	jars, _ := filepath.Glob(filepath.Join(root, "jvm-reader", "target", "pubsub-shm-spark-*.jar"))
@@ -363,6 +363,7 @@ func (c *cluster) startDriver(executors int) {
 		"--conf", "spark.executor.extraJavaOptions=" + strings.Join(execOpts, " "),
 		"--conf", "spark.local.dir=" + filepath.Join(c.work, "driver-local"),
 	}
+	args = append(args, extra...)
 	cmd, err := jvm.Command(append([]string{"-Xmx768m", "-Djava.io.tmpdir=" + filepath.Join(c.work, "tmp")}, sparkOpens...),
 		"dev.pubsubshm.cluster.ClusterQuery", args...)
 	if err != nil {
@@ -883,3 +884,102 @@ func TestClusterTwoHosts(t *testing.T) {
 }
 
 func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
+
+// hostShare returns what a host's pullerd received and acked, and the committed sink rows
+// its executor read.
+func (c *cluster) hostShare(h *simHost) (recv, acks float64, rows int) {
+	c.t.Helper()
+	m := h.pd.metricsAddr(c.t)
+	recv, acks = metricValue(c.t, m, "pullerd_messages_received_total"), metricValue(c.t, m, "pullerd_acks_sent_total")
+	committed, _ := c.sink.read()
+	for _, r := range committed {
+		if r.Host == h.ip {
+			rows++
+		}
+	}
+	return recv, acks, rows
+}
+
+// TestClusterScaling: hosts come and go under a running query while publishing goes on.
+// (a) host C (127.0.0.4, its own namespace, pullerd and Worker) joins: its executor must get
+// work (its pullerd receives and acks, the sink has rows read there); (b) host B leaves
+// gracefully (SIGTERM to its Worker, its executor exits, then SIGTERM to its pullerd);
+// (c) host C dies (SIGKILL to its executor, Worker and pullerd). At the end every message is
+// in the committed sink (duplicates allowed: what the lost hosts held is redelivered), all
+// acked, none acked before its micro-batch committed. failOnDataLoss=false: batches planned
+// on a host that is gone are skipped, their messages redelivered.
+//
+// Not yet passing (first run, with the plugin's executor host name patched locally): the
+// executor Spark launched on B while its Worker was stopping outlived the Worker by over a
+// minute, and 565 of 218,100 messages ended acked but in no sink file. Runs only with
+// CLUSTER_SCALING=1 until that is understood.
+func TestClusterScaling(t *testing.T) {
+	if os.Getenv("CLUSTER_SCALING") != "1" {
+		t.Skip("CLUSTER_SCALING=1 runs it (work in progress: see the comment)")
+	}
+	const rate = 2000
+	start := time.Now()
+	c := newCluster(t)
+	c.startMaster()
+	a := c.addHost("a", "127.0.0.2")
+	b := c.addHost("b", "127.0.0.3")
+	c.startDriver(2, "--fail-on-data-loss", "false")
+	c.startChecker()
+	pub := startPublisher(c.srv, rate, 0, clusterMessage)
+	defer pub.Stop()
+	c.waitBatches(3, 2*time.Minute)
+
+	// (a) host C joins.
+	hc := c.addHost("c", "127.0.0.4")
+	joined := time.Now()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		recv, acks, rows := c.hostShare(hc)
+		if recv > 0 && acks > 0 && rows > 0 {
+			t.Logf("(a) host c got work %v after its Worker registered: pullerd received %v, acked %v, %d sink rows read there (%d published so far)",
+				time.Since(joined).Round(time.Millisecond), recv, acks, rows, pub.count())
+			break
+		}
+		if time.Now().After(deadline) || !c.driver.alive() {
+			t.Fatalf("(a) host c got no work within 2 minutes: pullerd received %v, acked %v, %d sink rows read there (driver alive %v)",
+				recv, acks, rows, c.driver.alive())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+
+	// (b) host B leaves gracefully.
+	before := len(c.batches())
+	c.stopHost(b)
+	t.Logf("(b) host b stopped (Worker, executor, pullerd) after %d published", pub.count())
+	c.waitMoreBatches(before+3, 2*time.Minute)
+
+	// (c) host C dies.
+	before = len(c.batches())
+	pids := append(hc.executorPids(), hc.worker.cmd.Process.Pid, hc.pd.cmd.Process.Pid)
+	hc.killAll(t)
+	t.Logf("(c) host c killed (SIGKILL to %v) after %d published", pids, pub.count())
+	c.waitMoreBatches(before+3, 2*time.Minute)
+
+	published := pub.Stop()
+	r := c.drain(published, 3*time.Minute)
+	c.stopChecker()
+	if !c.driver.alive() {
+		t.Errorf("the query stopped: %v\n%s", c.driver.waitErr, tailFile(c.driver.logPath, 30))
+	}
+	c.requireExact(r)
+	c.stopDriver()
+	c.stopHost(a)
+	t.Logf("done in %v", time.Since(start).Round(time.Millisecond))
+}
+
+// waitMoreBatches waits until n micro-batches (with rows or not) are done in all.
+func (c *cluster) waitMoreBatches(n int, timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for len(c.batches()) < n {
+		if !c.driver.alive() || time.Now().After(deadline) {
+			c.t.Fatalf("%d micro-batches, want %d (driver alive: %v)\n%s", len(c.batches()), n, c.driver.alive(), tailFile(c.driver.logPath, 20))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -46,7 +46,7 @@ import org.apache.spark.sql.streaming.Trigger;
  * <pre>
  * ClusterQuery --project P --subscription S --ring-root DIR --checkpoint DIR --out DIR
  *              --stop-file FILE --executors N --canary N [--partitions N]
- *              [--trigger "1 second"] [--conf key=value]...
+ *              [--trigger "1 second"] [--fail-on-data-loss true] [--conf key=value]...
  * </pre>
  */
 public final class ClusterQuery
@@ -61,7 +61,7 @@ public final class ClusterQuery
     public static void main(final String[] args) throws Exception
     {
         String project = null, subscription = null, ringRoot = null, checkpoint = null, out = null, stopFile = null;
-        String trigger = "1 second", partitions = null;
+        String trigger = "1 second", partitions = null, failOnDataLoss = "true";
         int executors = 0;
         long canaryNumber = -1;
         final SparkConf conf = new SparkConf();
@@ -79,6 +79,7 @@ public final class ClusterQuery
                 case "--canary" -> canaryNumber = Long.parseLong(args[++i]);
                 case "--partitions" -> partitions = args[++i];
                 case "--trigger" -> trigger = args[++i];
+                case "--fail-on-data-loss" -> failOnDataLoss = args[++i];
                 case "--conf" ->
                 {
                     final String kv = args[++i];
@@ -134,7 +135,8 @@ public final class ClusterQuery
         var reader = spark.readStream().format("pubsub-shm")
             .option("projectId", project)
             .option("subscriptionId", subscription)
-            .option("ringRoot", ringRoot);
+            .option("ringRoot", ringRoot)
+            .option("failOnDataLoss", failOnDataLoss);
         if (partitions != null)
         {
             reader = reader.option("numPartitions", partitions);
