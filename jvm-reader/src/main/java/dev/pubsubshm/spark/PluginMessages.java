@@ -1,6 +1,14 @@
 package dev.pubsubshm.spark;
 
+import java.io.ByteArrayInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.ObjectInputFilter;
+import java.io.ObjectInputStream;
+import java.io.ObjectOutputStream;
+import java.io.ObjectStreamClass;
 import java.io.Serializable;
+import java.io.UncheckedIOException;
 import java.util.List;
 
 /**
@@ -8,11 +16,72 @@ import java.util.List;
  * executors talk ({@code ask}); the driver answers. Neither carries an ack id or a message:
  * executors report what their host's rings hold (record headers' batch ids, rows, bytes),
  * the driver answers with per-ring batch ids (the commit watermark and what it has planned).
+ *
+ * <p>On the wire every message is a {@code byte[]} ({@link #encode}, {@link #decode}): Spark's
+ * RPC layer deserializes what it carries with the executor's application class loader, which
+ * does not see jars added with {@code --jars}/{@code spark.jars}; a byte array it can always
+ * deserialize, and this class decodes it with the connector's own class loader, accepting
+ * only the connector's message classes and the JDK types they hold.
  */
 final class PluginMessages
 {
+    /** What {@link #decode} accepts: these messages, the JDK collections and records in them, primitive arrays. */
+    private static final ObjectInputFilter FILTER = ObjectInputFilter.Config.createFilter(
+        "maxdepth=16;maxrefs=1000000;java.lang.*;java.util.*;dev.pubsubshm.spark.*;!*");
+
     private PluginMessages()
     {
+    }
+
+    /**
+     * @param message a message of this class.
+     * @return its Java serialization, for {@code PluginContext.ask} and the driver's answer.
+     */
+    static byte[] encode(final Serializable message)
+    {
+        final ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        try (ObjectOutputStream out = new ObjectOutputStream(bytes))
+        {
+            out.writeObject(message);
+        }
+        catch (final IOException ex)
+        {
+            throw new UncheckedIOException("pubsub-shm plugin: cannot serialize " + message.getClass().getSimpleName(), ex);
+        }
+        return bytes.toByteArray();
+    }
+
+    /**
+     * @param wire what {@link #encode} made.
+     * @return the message, resolved with the connector's class loader.
+     * @throws IllegalArgumentException if the bytes are not a message of this class.
+     */
+    static Object decode(final byte[] wire)
+    {
+        try (ObjectInputStream in = new ObjectInputStream(new ByteArrayInputStream(wire))
+        {
+            @Override
+            protected Class<?> resolveClass(final ObjectStreamClass desc) throws IOException, ClassNotFoundException
+            {
+                try
+                {
+                    return Class.forName(desc.getName(), false, PluginMessages.class.getClassLoader());
+                }
+                catch (final ClassNotFoundException ex)
+                {
+                    return super.resolveClass(desc);
+                }
+            }
+        })
+        {
+            in.setObjectInputFilter(FILTER);
+            return in.readObject();
+        }
+        catch (final IOException | ClassNotFoundException ex)
+        {
+            throw new IllegalArgumentException("pubsub-shm plugin: a message of " + wire.length + " bytes is not one " +
+                "of the plugin's messages (driver and executors must run the same connector jar): " + ex, ex);
+        }
     }
 
     /**

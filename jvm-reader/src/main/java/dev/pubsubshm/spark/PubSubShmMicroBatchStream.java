@@ -111,6 +111,7 @@ final class PubSubShmMicroBatchStream implements MicroBatchStream, SupportsAdmis
         this.driverCommits = driverCommits;
         this.localRingsExpected = localRingsExpected;
         this.local = new RingSetScanner(this.setDir, host);
+        board.driverHost(host);
         board.register(id, this.setDir, options.projectId(), options.subscriptionId(),
             options.numPartitionsGiven() ? options.numPartitions() : 0, options.streamBudget());
     }

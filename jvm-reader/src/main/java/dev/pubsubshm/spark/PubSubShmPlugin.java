@@ -64,6 +64,21 @@ public final class PubSubShmPlugin implements SparkPlugin
     private static volatile PluginContext executorContext;
 
     /**
+     * This JVM's host as Spark's scheduler names it (task locality): the block manager's host,
+     * which is the executor's {@code --hostname}. ({@code PluginContext.hostname()} fails on
+     * executors, whose RPC environment has no address of its own.)
+     */
+    static String sparkHost(final PluginContext ctx)
+    {
+        final org.apache.spark.SparkEnv env = org.apache.spark.SparkEnv.get();
+        if (env != null && env.blockManager() != null && env.blockManager().blockManagerId() != null)
+        {
+            return env.blockManager().blockManagerId().host();
+        }
+        return ctx.hostname();
+    }
+
+    /**
      * Asks the driver whether a slice planned on {@code host} is to be skipped because that
      * host left the cluster ({@link PluginMessages.SkipQuery}).
      *
@@ -83,8 +98,8 @@ public final class PubSubShmPlugin implements SparkPlugin
         }
         try
         {
-            final Object answer = c.ask(new PluginMessages.SkipQuery(host, dir, instanceId));
-            return answer instanceof Boolean b ? b : null;
+            final Object answer = c.ask(PluginMessages.encode(new PluginMessages.SkipQuery(host, dir, instanceId)));
+            return answer instanceof byte[] wire && PluginMessages.decode(wire) instanceof Boolean b ? b : null;
         }
         catch (final Exception ex)
         {
@@ -112,7 +127,7 @@ public final class PubSubShmPlugin implements SparkPlugin
         public Map<String, String> init(final SparkContext sc, final PluginContext ctx)
         {
             final CommitBoard board = CommitBoard.get();
-            board.driverHost(ctx.hostname());
+            board.driverHost(sparkHost(ctx));
             sc.addSparkListener(new SparkListener()
             {
                 @Override
@@ -135,7 +150,17 @@ public final class PubSubShmPlugin implements SparkPlugin
         }
 
         @Override
-        public Object receive(final Object message)
+        public Object receive(final Object wire)
+        {
+            if (!(wire instanceof byte[] bytes))
+            {
+                throw new IllegalArgumentException("pubsub-shm plugin: unexpected message " + wire + " (driver and " +
+                    "executors must run the same connector jar)");
+            }
+            return PluginMessages.encode(handle(PluginMessages.decode(bytes)));
+        }
+
+        private java.io.Serializable handle(final Object message)
         {
             if (message instanceof PluginMessages.Report report)
             {
@@ -229,8 +254,9 @@ public final class PubSubShmPlugin implements SparkPlugin
                 }
                 reports.add(new PluginMessages.SetReport(e.getKey(), views));
             }
-            final Object answer = ctx.ask(new PluginMessages.Report(ctx.hostname(), ctx.executorID(), reports));
-            if (!(answer instanceof PluginMessages.Reply reply))
+            final Object answer = ctx.ask(PluginMessages.encode(new PluginMessages.Report(sparkHost(ctx), ctx.executorID(),
+                reports)));
+            if (!(answer instanceof byte[] wire) || !(PluginMessages.decode(wire) instanceof PluginMessages.Reply reply))
             {
                 throw new IllegalStateException("pubsub-shm plugin: the driver answered " + answer);
             }
@@ -254,7 +280,7 @@ public final class PubSubShmPlugin implements SparkPlugin
                     {
                         continue; // no pullerd for this set on this host (yet)
                     }
-                    scanner = new RingSetScanner(Path.of(set.dir()), ctx.hostname());
+                    scanner = new RingSetScanner(Path.of(set.dir()), sparkHost(ctx));
                     scanners.put(set.dir(), scanner);
                 }
                 if (set.streams() > 0 && !Integer.valueOf(set.streams()).equals(streamsAsked.get(set.dir())))
