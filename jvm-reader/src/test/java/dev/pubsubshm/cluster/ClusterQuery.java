@@ -46,8 +46,11 @@ import org.apache.spark.sql.streaming.Trigger;
  * <pre>
  * ClusterQuery --project P --subscription S --ring-root DIR --checkpoint DIR --out DIR
  *              --stop-file FILE --executors N --canary N [--partitions N]
- *              [--trigger "1 second"] [--fail-on-data-loss true] [--conf key=value]...
+ *              [--trigger "1 second"] [--fail-on-data-loss true] [--no-host-column] [--conf key=value]...
  * </pre>
+ *
+ * <p>{@code --executors 0} waits for none (a local master, for the throughput comparison);
+ * {@code --no-host-column} leaves the per-row {@code reflect} call out (throughput runs).
  */
 public final class ClusterQuery
 {
@@ -62,6 +65,7 @@ public final class ClusterQuery
     {
         String project = null, subscription = null, ringRoot = null, checkpoint = null, out = null, stopFile = null;
         String trigger = "1 second", partitions = null, failOnDataLoss = "true";
+        boolean hostColumn = true;
         int executors = 0;
         long canaryNumber = -1;
         final SparkConf conf = new SparkConf();
@@ -80,6 +84,7 @@ public final class ClusterQuery
                 case "--partitions" -> partitions = args[++i];
                 case "--trigger" -> trigger = args[++i];
                 case "--fail-on-data-loss" -> failOnDataLoss = args[++i];
+                case "--no-host-column" -> hostColumn = false;
                 case "--conf" ->
                 {
                     final String kv = args[++i];
@@ -94,7 +99,7 @@ public final class ClusterQuery
             }
         }
         if (project == null || subscription == null || ringRoot == null || checkpoint == null || out == null ||
-            stopFile == null || executors < 1 || canaryNumber < 0)
+            stopFile == null || executors < 0 || canaryNumber < 0)
         {
             throw new IllegalArgumentException("ClusterQuery: --project, --subscription, --ring-root, --checkpoint, " +
                 "--out, --stop-file, --executors and --canary are required");
@@ -142,9 +147,10 @@ public final class ClusterQuery
             reader = reader.option("numPartitions", partitions);
         }
         final Dataset<Row> messages = reader.load();
-        final Dataset<Row> rows = messages.select(col("message_id"), crc32(col("data")).as("crc"),
-            length(col("data")).as("len"),
-            call_function("reflect", lit("java.lang.System"), lit("getenv"), lit("SPARK_LOCAL_IP")).as("host"));
+        final Dataset<Row> rows = hostColumn ?
+            messages.select(col("message_id"), crc32(col("data")).as("crc"), length(col("data")).as("len"),
+                call_function("reflect", lit("java.lang.System"), lit("getenv"), lit("SPARK_LOCAL_IP")).as("host")) :
+            messages.select(col("message_id"), crc32(col("data")).as("crc"), length(col("data")).as("len"));
         final StreamingQuery query = rows.writeStream()
             .queryName("pubsub_shm_cluster")
             .format("json")
@@ -183,6 +189,11 @@ public final class ClusterQuery
     {
         final long deadline = System.nanoTime() + 180_000_000_000L;
         final String driverId = "driver";
+        if (n == 0)
+        {
+            say("executors 0 (" + sc.master() + ")");
+            return;
+        }
         while (true)
         {
             final List<String> hosts = new ArrayList<>();
