@@ -107,7 +107,9 @@ chaos:
 ## cluster-test: a real Spark standalone cluster on loopback (master and driver on 127.0.0.1,
 ## two simulated executor hosts 127.0.0.2/.3, each a mount namespace with its own /dev/shm,
 ## pullerd and Worker), a query from format("pubsub-shm") into a file sink, exact accounting,
-## and a heap-dump check that the driver holds no ack id. Needs root (unshare, mount, nsenter).
+## a heap-dump check that the driver holds no ack id; hosts joining, leaving and killed under
+## the query; the StreamingPull budget; and the two-executor query's throughput beside
+## local[2] (JSON lines). Needs root (unshare, mount, nsenter). .ci/run runs it after make test.
 .PHONY: cluster-test
 cluster-test: go-build jvm
 	$(GO) test -tags cluster -count=1 -timeout 30m -run TestCluster -v ./pullerd/internal/chaos

@@ -29,7 +29,7 @@ import (
 // executors, the driver and the ringgens on the cluster, and by the driver and a ringgen in
 // local mode.
 func TestClusterThroughput(t *testing.T) {
-	const perRing = 150000
+	const perRing = 400000
 	root, err := jvm.RepoRoot()
 	if err != nil {
 		t.Fatal(err)

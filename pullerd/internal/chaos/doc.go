@@ -17,7 +17,9 @@
 //     random kills of either side.
 //   - -tags cluster (make cluster-test, as root): TestCluster*, a real Spark standalone
 //     cluster on loopback whose executor hosts are mount namespaces with their own /dev/shm,
-//     pullerd and Worker (cluster_test.go), reading into a file sink.
+//     pullerd and Worker (cluster_test.go), reading into a file sink; hosts joining, leaving
+//     and killed under the query; and its throughput beside local[2]
+//     (cluster_throughput_test.go).
 //
 // The JVM tests need the Java side built (make jvm).
 package chaos
