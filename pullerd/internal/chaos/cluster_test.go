@@ -938,6 +938,17 @@ func TestClusterScaling(t *testing.T) {
 		if recv > 0 && acks > 0 && rows > 0 {
 			t.Logf("(a) host c got work %v after its Worker registered: pullerd received %v, acked %v, %d sink rows read there (%d published so far)",
 				time.Since(joined).Round(time.Millisecond), recv, acks, rows, pub.count())
+			if reg := c.executorAddedMs(hc.ip); reg > 0 {
+				after := 0
+				for _, b := range c.batches() {
+					if b.atMs > reg {
+						after++
+					}
+				}
+				t.Logf("(a) host c's executor registered with the driver %v before its rows were in the committed sink; "+
+					"micro-batches started since it registered: %d (its first rows are in the last of them at the latest)",
+					time.Since(time.UnixMilli(reg)).Round(time.Millisecond), after)
+			}
 			break
 		}
 		if time.Now().After(deadline) || !c.driver.alive() {
@@ -997,6 +1008,21 @@ func (c *cluster) checkStreams(budget int) {
 	if st.Peak == 0 || st.Peak > budget {
 		c.t.Errorf("StreamingPull streams: %d open at once, want 1..%d (the cluster's budget)", st.Peak, budget)
 	}
+}
+
+// executorAddedMs returns when the driver saw an executor on host register (epoch ms, the
+// latest one), 0 if none did.
+func (c *cluster) executorAddedMs(host string) int64 {
+	c.driver.mu.Lock()
+	defer c.driver.mu.Unlock()
+	var at int64
+	for _, l := range c.driver.lines {
+		f := strings.Fields(l)
+		if len(f) == 6 && f[0] == "cluster:" && f[1] == "executor" && f[2] == "added" && f[4] == host {
+			at, _ = strconv.ParseInt(f[5], 10, 64)
+		}
+	}
+	return at
 }
 
 // readFileString returns a file's contents, "" if it cannot be read.

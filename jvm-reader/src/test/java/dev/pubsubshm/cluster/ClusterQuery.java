@@ -14,6 +14,8 @@ import java.util.TreeSet;
 
 import org.apache.spark.SparkConf;
 import org.apache.spark.SparkContext;
+import org.apache.spark.scheduler.SparkListener;
+import org.apache.spark.scheduler.SparkListenerExecutorAdded;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
@@ -40,7 +42,7 @@ import org.apache.spark.sql.streaming.Trigger;
  * <p>Stdout carries one line per event: {@code cluster: executors <n> <hosts>} (once the
  * expected executors registered), {@code cluster: started}, {@code cluster: batch <id> done
  * <rows> <epoch ms of the trigger> <duration ms>} (from a {@link StreamingQueryListener}),
- * {@code cluster: query failed: <message>} (exit 3), {@code cluster: stopped} after the stop
+ * {@code cluster: executor added <id> <host> <epoch ms>}, {@code cluster: query failed: <message>} (exit 3), {@code cluster: stopped} after the stop
  * file appeared and the query and Spark stopped (exit 0).
  *
  * <pre>
@@ -113,6 +115,15 @@ public final class ClusterQuery
             .config("spark.sql.shuffle.partitions", "2")
             .getOrCreate();
         spark.sparkContext().setLogLevel("WARN");
+        spark.sparkContext().addSparkListener(new SparkListener()
+        {
+            @Override
+            public void onExecutorAdded(final SparkListenerExecutorAdded added)
+            {
+                say("executor added " + added.executorId() + " " + added.executorInfo().executorHost() + " " +
+                    added.time());
+            }
+        });
         waitForExecutors(spark.sparkContext(), executors);
 
         spark.streams().addListener(new StreamingQueryListener()
