@@ -24,6 +24,7 @@ import org.junit.jupiter.api.Timeout;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
@@ -209,6 +210,57 @@ class PubSubShmPluginTest
             {
                 created[0].close();
             }
+        }
+    }
+
+    /**
+     * A task that runs on another host than its slice's: the same ring path here is another
+     * ring. It skips the slice only when the driver says the planned host left the cluster,
+     * after abandoning that incarnation (never committed); when the host is still there, it
+     * fails so that Spark retries it, even with failOnDataLoss=false.
+     */
+    @Test
+    @Timeout(120)
+    void aTaskOnAnotherHostSkipsOnlyWhenTheDriverSaysItsHostLeft() throws Exception
+    {
+        final SparkSession spark = SparkSession.builder()
+            .master("local[1]")
+            .appName("PubSubShmPluginTest-hosts")
+            .config("spark.ui.enabled", "false")
+            .config("spark.plugins", PubSubShmPlugin.class.getName())
+            .getOrCreate();
+        final Path dir = root.resolve("p.hosts").toAbsolutePath().normalize();
+        final CommitBoard board = CommitBoard.get();
+        try (JavaRingSet set = new JavaRingSet(dir, 1, 1 << 16))
+        {
+            set.write(0, 100);
+            // The ring the driver planned on the other host: same path there, another incarnation.
+            final long elsewhere = set.ring(0).instanceId() ^ 0x5a5a5a5aL;
+            final RingInputPartition.Slice slice = new RingInputPartition.Slice(set.path(0).toString(), 0, elsewhere, 0,
+                1, -1);
+
+            try (RingPartitionReader gone = new RingPartitionReader(new RingInputPartition("10.9.9.9", List.of(slice)),
+                true, true))
+            {
+                assertFalse(gone.next(), "a slice of a host that left is skipped, even with failOnDataLoss=true");
+            }
+            assertTrue(board.abandoned(dir, elsewhere), "and the driver abandoned its incarnation first");
+
+            board.executorAdded("host-test-77", "10.8.8.8", 1);
+            final RingInputPartition.Slice other = new RingInputPartition.Slice(set.path(0).toString(), 0,
+                elsewhere + 1, 0, 1, -1);
+            try (RingPartitionReader there = new RingPartitionReader(new RingInputPartition("10.8.8.8", List.of(other)),
+                true, false))
+            {
+                final IllegalStateException ex = assertThrows(IllegalStateException.class, there::next);
+                assertTrue(ex.getMessage().contains("not on 10.8.8.8, which is still in the cluster"), ex.getMessage());
+            }
+            assertFalse(board.abandoned(dir, elsewhere + 1), "a host that is there keeps its ring");
+        }
+        finally
+        {
+            board.executorRemoved("host-test-77");
+            spark.stop();
         }
     }
 
