@@ -334,7 +334,9 @@ func (c *cluster) startPullerd(h *simHost) {
 // registered with the master.
 func (c *cluster) startWorker(h *simHost) {
 	c.t.Helper()
-	cmd := c.javaCmd(h.nsenter(), []string{"-Xmx256m", "-Djava.io.tmpdir=" + filepath.Join(h.logDir, "tmp")},
+	// Decommissioning on: SIGPWR makes the Worker leave gracefully (stopHost).
+	cmd := c.javaCmd(h.nsenter(), []string{"-Xmx256m", "-Djava.io.tmpdir=" + filepath.Join(h.logDir, "tmp"),
+		"-Dspark.decommission.enabled=true"},
 		"org.apache.spark.deploy.worker.Worker", "--host", h.ip, "--port", clusterPort, "--webui-port", clusterPort,
 		"--cores", "1", "--memory", "1g", "--work-dir", filepath.Join(h.logDir, "worker"), c.masterURL)
 	cmd.Env = append(cmd.Env, "SPARK_LOCAL_IP="+h.ip, "SPARK_LOCAL_DIRS="+filepath.Join(h.logDir, "local"))
@@ -361,6 +363,8 @@ func (c *cluster) startDriver(executors int, extra ...string) {
 		// The connector reaches the executors as a user would ship it: spark.jars only.
 		"--conf", "spark.jars=" + jars[0],
 		"--conf", "spark.plugins=dev.pubsubshm.spark.PubSubShmPlugin",
+		// Executors leave gracefully when their Worker is decommissioned (stopHost).
+		"--conf", "spark.decommission.enabled=true",
 		"--conf", "spark.driver.host=127.0.0.1",
 		"--conf", "spark.driver.bindAddress=127.0.0.1",
 		"--conf", "spark.executor.memory=768m",
@@ -709,6 +713,19 @@ func (c *cluster) stopDriver() {
 func (c *cluster) stopHost(h *simHost) {
 	c.t.Helper()
 	if h.worker.alive() {
+		// Decommission first (SIGPWR): the master stops placing executors on the Worker and its
+		// executors finish their tasks and exit. A bare SIGTERM races with the master, which
+		// asks the stopping Worker to replace the executor it just killed: Spark 4.1 then
+		// starts an executor whose Worker is gone ("Shutdown hooks cannot be modified during
+		// shutdown") and that runs on.
+		h.worker.cmd.Process.Signal(syscall.SIGPWR)
+		deadline := time.Now().Add(time.Minute)
+		for len(h.executorPids()) > 0 && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if pids := h.executorPids(); len(pids) > 0 {
+			c.t.Errorf("host %s: executors %v still run a minute after their Worker was decommissioned (SIGPWR)", h.name, pids)
+		}
 		h.worker.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-h.worker.done:
