@@ -99,6 +99,7 @@ func parseFlags(args []string) (cfg daemon.Config, logLevel, logFormat string, e
 	fs.DurationVar(&cfg.ReaderTimeout, "reader-timeout", daemon.DefaultReaderTimeout, "a reader whose heartbeat is older is dead")
 	fs.DurationVar(&cfg.ReaderGrace, "reader-grace", daemon.DefaultReaderGrace, "wait after a reader is found dead before nacking its uncommitted batches and recreating its ring")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", daemon.DefaultMetricsAddr, "loopback host:port of the Prometheus /metrics endpoint (port 0: any; the address is printed and written to metrics.addr)")
+	fs.BoolVar(&cfg.MetricsRemote, "metrics-remote", false, "allow a -metrics-addr that is not loopback (e.g. :9464, for Prometheus to scrape a pod); the endpoint serves /metrics only")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", daemon.DefaultShutdownTimeout, "bound on the acks and nacks sent at shutdown")
 	fs.DurationVar(&cfg.Publish.Linger, "publish-linger", daemon.DefaultPublishLinger, "write path: longest wait after a Publish request's first message before it is sent")
 	fs.Int64Var(&cfg.Publish.MaxRequestBytes, "publish-max-bytes", daemon.DefaultPublishRequestBytes, "write path: a Publish request is sent when it would pass this many encoded bytes (at most 10000000; also at most 1000 messages)")

@@ -141,8 +141,11 @@ type Config struct {
 	// what the reader had not committed and recreates the ring; DefaultReaderGrace if zero.
 	ReaderGrace time.Duration
 	// MetricsAddr is the loopback host:port of the Prometheus endpoint; DefaultMetricsAddr
-	// if empty. Non-loopback addresses are refused.
+	// if empty. Non-loopback addresses are refused unless MetricsRemote is set.
 	MetricsAddr string
+	// MetricsRemote allows a MetricsAddr that is not a loopback address (e.g. ":9464",
+	// for Prometheus to scrape a pod). The endpoint serves /metrics only, read-only.
+	MetricsRemote bool
 	// ShutdownTimeout bounds the acks and nacks sent while shutting down (and the Publish
 	// requests still in flight).
 	ShutdownTimeout time.Duration
@@ -240,8 +243,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MetricsAddr == "" {
 		c.MetricsAddr = DefaultMetricsAddr
 	}
-	if err := CheckLoopback(c.MetricsAddr); err != nil {
-		return c, fmt.Errorf("metrics address: %w", err)
+	if c.MetricsRemote {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return c, fmt.Errorf("metrics address %q: %w", c.MetricsAddr, err)
+		}
+	} else if err := CheckLoopback(c.MetricsAddr); err != nil {
+		return c, fmt.Errorf("metrics address: %w (or allow it with -metrics-remote, e.g. for Prometheus to scrape a pod)", err)
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout

@@ -398,6 +398,15 @@ func TestConfig(t *testing.T) {
 			t.Errorf("%+v accepted", bad)
 		}
 	}
+	if _, err := (Config{MetricsAddr: ":9090"}).withDefaults(); err == nil || !strings.Contains(err.Error(), "-metrics-remote") {
+		t.Errorf("a non-loopback metrics address: %v, want an error that names -metrics-remote", err)
+	}
+	if c, err := (Config{MetricsAddr: ":9090", MetricsRemote: true}).withDefaults(); err != nil || c.MetricsAddr != ":9090" {
+		t.Errorf("-metrics-remote with :9090: %v", err)
+	}
+	if _, err := (Config{MetricsAddr: "9090", MetricsRemote: true}).withDefaults(); err == nil {
+		t.Error("-metrics-remote accepted a metrics address without a port")
+	}
 	if _, err := ParseSub("projects/p/topics/t", ""); err == nil {
 		t.Error("a topic name accepted as a subscription")
 	}
