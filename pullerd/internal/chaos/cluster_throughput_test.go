@@ -63,7 +63,17 @@ func TestClusterThroughput(t *testing.T) {
 		}
 		start := time.Now()
 		c.startDriver(2, "--trigger", "0 seconds", "--no-host-column")
+		procs := map[string]int{"driver": c.driver.cmd.Process.Pid, "master": c.master.cmd.Process.Pid}
+		for i, h := range c.hosts {
+			procs["worker-"+h.name] = h.worker.cmd.Process.Pid
+			procs["ringgen-"+h.name] = gens[i].cmd.Process.Pid
+			for _, pid := range h.executorPids() {
+				procs["executor-"+h.name] = pid
+			}
+		}
+		cpu := startCPU(procs)
 		results["cluster"] = runToCommitted(t, c, gens, 4*perRing, start)
+		results["cluster"]["cpu_s"] = cpu.stop()
 		results["cluster"]["executors"] = 2
 		c.stopDriver()
 		for _, h := range c.hosts {
@@ -82,7 +92,9 @@ func TestClusterThroughput(t *testing.T) {
 		g.waitLine(t, 0, time.Minute, "ringgen's rings", func(l string) bool { return strings.HasPrefix(l, "READY ") })
 		start := time.Now()
 		c.startDriver(0, "--trigger", "0 seconds", "--no-host-column", "--conf", "spark.master=local[2]")
+		cpu := startCPU(map[string]int{"driver": c.driver.cmd.Process.Pid, "ringgen": g.cmd.Process.Pid})
 		results["local"] = runToCommitted(t, c, []*proc{g}, 4*perRing, start)
+		results["local"]["cpu_s"] = cpu.stop()
 		results["local"]["executors"] = "local[2]"
 		c.stopDriver()
 	}
@@ -95,6 +107,84 @@ func TestClusterThroughput(t *testing.T) {
 	line, _ := json.Marshal(map[string]any{"test": "cluster_vs_local", "cluster_msgs_per_s": cl, "local_msgs_per_s": lo,
 		"cluster_over_local": round2(cl / max(lo, 1e-9))})
 	fmt.Println(string(line))
+}
+
+// cpuWatch is the CPU time (user + system) processes used between startCPU and stop: where
+// the two cores went during a run. A process that exits before stop (ringgen) counts
+// up to its last sample (sampled every 100 ms).
+type cpuWatch struct {
+	pids  map[string]int
+	first map[string]float64
+	last  map[string]float64
+	wall  time.Time
+	done  chan struct{}
+	wg    chan struct{}
+}
+
+func startCPU(pids map[string]int) *cpuWatch {
+	w := &cpuWatch{pids: pids, first: map[string]float64{}, last: map[string]float64{}, wall: time.Now(),
+		done: make(chan struct{}), wg: make(chan struct{})}
+	for name, pid := range pids {
+		if v, ok := cpuSeconds(pid); ok {
+			w.first[name], w.last[name] = v, v
+		}
+	}
+	go func() {
+		defer close(w.wg)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-w.done:
+				return
+			case <-tick.C:
+				for name, pid := range w.pids {
+					if v, ok := cpuSeconds(pid); ok {
+						w.last[name] = v
+					}
+				}
+			}
+		}
+	}()
+	return w
+}
+
+// stop returns CPU seconds per process and in all, and the wall time.
+func (w *cpuWatch) stop() map[string]float64 {
+	close(w.done)
+	<-w.wg
+	out := map[string]float64{"wall": round2(time.Since(w.wall).Seconds())}
+	var total float64
+	for name := range w.pids {
+		if v, ok := cpuSeconds(w.pids[name]); ok {
+			w.last[name] = v
+		}
+		d := w.last[name] - w.first[name]
+		out[name] = round2(d)
+		total += d
+	}
+	out["all"] = round2(total)
+	return out
+}
+
+// cpuSeconds is a process's user + system CPU time from /proc/<pid>/stat.
+func cpuSeconds(pid int) (float64, bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, false
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64) // field 14 of stat: utime, in clock ticks (100/s)
+	st, _ := strconv.ParseFloat(f[12], 64) // field 15: stime
+	return (ut + st) / 100, true
 }
 
 // runToCommitted waits until every ringgen exited (each exits 0 once everything it wrote was
