@@ -639,25 +639,7 @@ func (c *cluster) account(published map[string]sent) clusterReport {
 		}
 	}
 	r.Duplicates = r.SinkRows - len(copies)
-	for id := range published {
-		if copies[id] == 0 {
-			r.Missing++
-		}
-	}
-	for _, m := range c.srv.Messages() {
-		if _, ok := published[m.ID]; !ok {
-			continue
-		}
-		if m.Acks == 0 {
-			r.Unacked++
-		}
-		if m.Acks > 1 {
-			r.AckedTwice++
-		}
-		if m.Deliveries > 1 {
-			r.Redelivered++
-		}
-	}
+	r.tally(c.srv, published, copies)
 	c.violMu.Lock()
 	r.Violations = append([]string(nil), c.violations...)
 	c.violMu.Unlock()

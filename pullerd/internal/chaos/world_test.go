@@ -304,6 +304,31 @@ func (r report) String() string {
 		r.Missing, r.Unknown, r.Corrupt, r.Unacked, r.AckedTwice, r.Redelivered, len(r.Violations))
 }
 
+// tally counts the published messages that are in no sink row (copies: rows per id), and,
+// from the emulator's own record, those never acked, acked more than once, and delivered
+// more than once.
+func (r *report) tally(srv *emulator.Server, published map[string]sent, copies map[string]int) {
+	for id := range published {
+		if copies[id] == 0 {
+			r.Missing++
+		}
+	}
+	for _, m := range srv.Messages() {
+		if _, ok := published[m.ID]; !ok {
+			continue
+		}
+		if m.Acks == 0 {
+			r.Unacked++
+		}
+		if m.Acks > 1 {
+			r.AckedTwice++
+		}
+		if m.Deliveries > 1 {
+			r.Redelivered++
+		}
+	}
+}
+
 // account compares the sink and the emulator's records with what was published.
 func (w *world) account(published map[string]sent) report {
 	copies, rows, bad := w.readSink()
@@ -326,25 +351,7 @@ func (w *world) account(published map[string]sent) report {
 		}
 	}
 	r.Duplicates = r.SinkRows - r.Arrived - r.Unknown
-	for id := range published {
-		if copies[id] == 0 {
-			r.Missing++
-		}
-	}
-	for _, m := range w.srv.Messages() {
-		if _, ok := published[m.ID]; !ok {
-			continue
-		}
-		if m.Acks == 0 {
-			r.Unacked++
-		}
-		if m.Acks > 1 {
-			r.AckedTwice++
-		}
-		if m.Deliveries > 1 {
-			r.Redelivered++
-		}
-	}
+	r.tally(w.srv, published, copies)
 	w.violMu.Lock()
 	r.Violations = append([]string(nil), w.violations...)
 	w.violMu.Unlock()
