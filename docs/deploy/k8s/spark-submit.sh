@@ -42,6 +42,10 @@ RING_ROOT=/dev/shm/pubsub-shm   # PUBSUB_SHM_DIR in the template
 #
 # Speculation must stay off (docs/SPARK.md, Limits); false is Spark's default.
 #
+# spark.decommission.enabled: an executor pod that is deleted (scale-down, node drain) is
+# decommissioned: it finishes its tasks and leaves before its pullerd stops, instead of
+# dying mid-task (docs/SPARK.md, "Hosts come and go").
+#
 # spark.kubernetes.executor.terminationGracePeriodSeconds: Spark 4.1 writes it into every
 # executor pod (default 30s), overriding the template's terminationGracePeriodSeconds: the
 # executor's exit plus pullerd's shutdown (acks and nacks, up to about 21 s) must fit.
@@ -67,5 +71,6 @@ exec "$SPARK_HOME/bin/spark-submit" \
   --conf spark.kubernetes.driverEnv.PUBSUB_SHM_DIR="$RING_ROOT" \
   --conf spark.locality.wait=3s \
   --conf spark.speculation=false \
+  --conf spark.decommission.enabled=true \
   --jars "$CONNECTOR_JAR" \
   "$APP_JAR" "$@"
