@@ -18,6 +18,24 @@ var Flags = []string{
 	"-XX:+UseG1GC",
 }
 
+// SparkFlags are the JVM options Spark 4 needs on Java 17 (jvm-reader/pom.xml's jvm.opens),
+// for a JVM that runs Spark and is not started by spark-submit (which adds its own).
+var SparkFlags = []string{
+	"--add-opens=java.base/java.lang=ALL-UNNAMED",
+	"--add-opens=java.base/java.lang.invoke=ALL-UNNAMED",
+	"--add-opens=java.base/java.lang.reflect=ALL-UNNAMED",
+	"--add-opens=java.base/java.io=ALL-UNNAMED",
+	"--add-opens=java.base/java.net=ALL-UNNAMED",
+	"--add-opens=java.base/java.util=ALL-UNNAMED",
+	"--add-opens=java.base/java.util.concurrent=ALL-UNNAMED",
+	"--add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED",
+	"--add-opens=java.base/jdk.internal.ref=ALL-UNNAMED",
+	"--add-opens=java.base/sun.nio.cs=ALL-UNNAMED",
+	"--add-opens=java.base/sun.security.action=ALL-UNNAMED",
+	"--add-opens=java.base/sun.util.calendar=ALL-UNNAMED",
+	"-Dio.netty.tryReflectionSetAccessible=true",
+}
+
 // RepoRoot finds the repository root (the directory holding go.mod) from the working
 // directory upwards.
 func RepoRoot() (string, error) {

@@ -44,21 +44,7 @@ import (
 const project = "sinkbench"
 
 // sparkFlags are the JVM options Spark 4 needs on Java 17 (jvm-reader/pom.xml's jvm.opens).
-var sparkFlags = []string{
-	"--add-opens=java.base/java.lang=ALL-UNNAMED",
-	"--add-opens=java.base/java.lang.invoke=ALL-UNNAMED",
-	"--add-opens=java.base/java.lang.reflect=ALL-UNNAMED",
-	"--add-opens=java.base/java.io=ALL-UNNAMED",
-	"--add-opens=java.base/java.net=ALL-UNNAMED",
-	"--add-opens=java.base/java.util=ALL-UNNAMED",
-	"--add-opens=java.base/java.util.concurrent=ALL-UNNAMED",
-	"--add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED",
-	"--add-opens=java.base/jdk.internal.ref=ALL-UNNAMED",
-	"--add-opens=java.base/sun.nio.cs=ALL-UNNAMED",
-	"--add-opens=java.base/sun.security.action=ALL-UNNAMED",
-	"--add-opens=java.base/sun.util.calendar=ALL-UNNAMED",
-	"-Dio.netty.tryReflectionSetAccessible=true",
-}
+var sparkFlags = jvm.SparkFlags
 
 type config struct {
 	msgs, warmup int

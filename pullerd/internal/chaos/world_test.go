@@ -18,21 +18,7 @@ import (
 )
 
 // sparkOpens is what Spark 4 needs on Java 17 (jvm-reader/pom.xml's jvm.opens).
-var sparkOpens = []string{
-	"--add-opens=java.base/java.lang=ALL-UNNAMED",
-	"--add-opens=java.base/java.lang.invoke=ALL-UNNAMED",
-	"--add-opens=java.base/java.lang.reflect=ALL-UNNAMED",
-	"--add-opens=java.base/java.io=ALL-UNNAMED",
-	"--add-opens=java.base/java.net=ALL-UNNAMED",
-	"--add-opens=java.base/java.util=ALL-UNNAMED",
-	"--add-opens=java.base/java.util.concurrent=ALL-UNNAMED",
-	"--add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED",
-	"--add-opens=java.base/jdk.internal.ref=ALL-UNNAMED",
-	"--add-opens=java.base/sun.nio.cs=ALL-UNNAMED",
-	"--add-opens=java.base/sun.security.action=ALL-UNNAMED",
-	"--add-opens=java.base/sun.util.calendar=ALL-UNNAMED",
-	"-Dio.netty.tryReflectionSetAccessible=true",
-}
+var sparkOpens = jvm.SparkFlags
 
 // world is one pipe under test: the in-process emulator, a pullerd process, a Spark JVM
 // running ChaosQuery (file sink), and the files they share: the ring root, the Spark

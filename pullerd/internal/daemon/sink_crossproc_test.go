@@ -25,22 +25,7 @@ import (
 )
 
 // sparkFlags are the JVM options Spark 4 needs on Java 17 (jvm-reader/pom.xml's jvm.opens).
-var sparkFlags = []string{
-	"--add-opens=java.base/java.lang=ALL-UNNAMED",
-	"--add-opens=java.base/java.lang.invoke=ALL-UNNAMED",
-	"--add-opens=java.base/java.lang.reflect=ALL-UNNAMED",
-	"--add-opens=java.base/java.io=ALL-UNNAMED",
-	"--add-opens=java.base/java.net=ALL-UNNAMED",
-	"--add-opens=java.base/java.util=ALL-UNNAMED",
-	"--add-opens=java.base/java.util.concurrent=ALL-UNNAMED",
-	"--add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED",
-	"--add-opens=java.base/jdk.internal.ref=ALL-UNNAMED",
-	"--add-opens=java.base/sun.nio.cs=ALL-UNNAMED",
-	"--add-opens=java.base/sun.security.action=ALL-UNNAMED",
-	"--add-opens=java.base/sun.util.calendar=ALL-UNNAMED",
-	"-Dio.netty.tryReflectionSetAccessible=true",
-	"-Xmx1g",
-}
+var sparkFlags = append(append([]string{}, jvm.SparkFlags...), "-Xmx1g")
 
 // sparkDriver is a running dev.pubsubshm.spark.sink.SinkDriver.
 type sparkDriver struct {
