@@ -185,7 +185,11 @@ public final class ChaosQuery
         System.exit(0);
     }
 
-    private static String oneLine(final Throwable t)
+    /**
+     * @param t a failure.
+     * @return it and its causes on one line, for the harness's event lines (ClusterQuery too).
+     */
+    public static String oneLine(final Throwable t)
     {
         final StringBuilder sb = new StringBuilder();
         for (Throwable c = t; c != null; c = c.getCause())

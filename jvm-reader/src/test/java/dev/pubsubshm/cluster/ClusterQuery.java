@@ -23,6 +23,8 @@ import org.apache.spark.sql.streaming.StreamingQuery;
 import org.apache.spark.sql.streaming.StreamingQueryListener;
 import org.apache.spark.sql.streaming.Trigger;
 
+import dev.pubsubshm.chaos.ChaosQuery;
+
 /**
  * The driver of the cluster test (pullerd/internal/chaos/cluster_test.go, {@code make
  * cluster-test}): a Spark application on a real standalone cluster (master {@code --conf
@@ -230,20 +232,7 @@ public final class ClusterQuery
 
     private static void fail(final Throwable t)
     {
-        final StringBuilder sb = new StringBuilder();
-        for (Throwable c = t; c != null; c = c.getCause())
-        {
-            if (sb.length() > 0)
-            {
-                sb.append(" | caused by: ");
-            }
-            sb.append(c.getClass().getSimpleName()).append(": ").append(c.getMessage());
-            if (c.getCause() == c)
-            {
-                break;
-            }
-        }
-        say("query failed: " + sb.toString().replace('\n', ' '));
+        say("query failed: " + ChaosQuery.oneLine(t));
         System.out.flush();
         Runtime.getRuntime().halt(3);
     }
