@@ -20,10 +20,5 @@ func TestCrossProcessMessagesAtPubSubLimits(t *testing.T) {
 	w.startChecker()
 	msgs := limitMessages()
 	pub := startPublisher(w.srv, 1000, len(msgs), func(i int) *pb.PubsubMessage { return msgs[i] })
-	published := pub.Wait()
-	r := w.drain(published, 2*time.Minute)
-	w.stopChecker()
-	w.requireExact(r, 0)
-	w.stopSpark()
-	w.stopPullerd()
+	w.finish(pub, 2*time.Minute, 0, "")
 }

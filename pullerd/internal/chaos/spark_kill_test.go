@@ -30,12 +30,7 @@ func TestCrossProcessSparkKilledMidBatch(t *testing.T) {
 	w.spark.kill()
 	t.Logf("killed Spark during micro-batch %d after %d published", id, pub.count())
 	w.startSpark()
-	published := pub.Wait()
-	r := w.drain(published, 3*time.Minute)
-	w.stopChecker()
-	w.requireExact(r, 0.5)
-	w.stopSpark()
-	w.stopPullerd()
+	w.finish(pub, 3*time.Minute, 0.5, "")
 }
 
 // TestCrossProcessSparkKilledDefaultOptions: the same crash with the default
@@ -77,12 +72,7 @@ func TestCrossProcessSparkKilledDefaultOptions(t *testing.T) {
 	} else {
 		t.Logf("the restarted query recovered on its own: %s", l)
 	}
-	published := pub.Wait()
-	r := w.drain(published, 3*time.Minute)
-	w.stopChecker()
-	w.requireExact(r, 0.5)
-	w.stopSpark()
-	w.stopPullerd()
+	w.finish(pub, 3*time.Minute, 0.5, "")
 }
 
 // TestCrossProcessPullerdKilledUnderSpark: pullerd is killed with SIGKILL while the Spark
@@ -103,15 +93,7 @@ func TestCrossProcessPullerdKilledUnderSpark(t *testing.T) {
 	t.Logf("killed pullerd during micro-batch %d after %d published", id, pub.count())
 	time.Sleep(time.Second)
 	w.startPullerd()
-	published := pub.Wait()
-	r := w.drain(published, 3*time.Minute)
-	w.stopChecker()
-	if !w.spark.alive() {
-		t.Errorf("the query did not survive a pullerd restart: %v", w.spark.waitErr)
-	}
-	w.requireExact(r, 0.5)
-	w.stopSpark()
-	w.stopPullerd()
+	w.finish(pub, 3*time.Minute, 0.5, "the query did not survive a pullerd restart")
 }
 
 // TestCrossProcessEmulatorRestartUnderLoad: the Pub/Sub emulator goes away for 3 s twice
@@ -134,15 +116,7 @@ func TestCrossProcessEmulatorRestartUnderLoad(t *testing.T) {
 	if pub.count() >= 25000 {
 		t.Error("the emulator restarts came after the traffic; the test proves nothing")
 	}
-	published := pub.Wait()
-	r := w.drain(published, 3*time.Minute)
-	w.stopChecker()
-	if !w.spark.alive() {
-		t.Errorf("the query did not survive the emulator restarts: %v", w.spark.waitErr)
-	}
-	w.requireExact(r, 0.2)
-	w.stopSpark()
-	w.stopPullerd()
+	w.finish(pub, 3*time.Minute, 0.2, "the query did not survive the emulator restarts")
 }
 
 // TestCrossProcessSparkFrozen: the Spark JVM stops (SIGSTOP: a stuck machine or a very long
@@ -171,13 +145,5 @@ func TestCrossProcessSparkFrozen(t *testing.T) {
 	if recreated == 0 {
 		t.Error("pullerd did not declare the frozen reader dead")
 	}
-	published := pub.Wait()
-	r := w.drain(published, 3*time.Minute)
-	w.stopChecker()
-	if !w.spark.alive() {
-		t.Errorf("the thawed query stopped: %v", w.spark.waitErr)
-	}
-	w.requireExact(r, 0.5)
-	w.stopSpark()
-	w.stopPullerd()
+	w.finish(pub, 3*time.Minute, 0.5, "the thawed query stopped")
 }

@@ -360,6 +360,23 @@ func (w *world) drain(published map[string]sent, timeout time.Duration) report {
 	}
 }
 
+// finish ends a test of the whole pipe: it waits for the publisher, drains (up to
+// timeout), stops the checker, fails the test with "<failed>: <exit>" if the query is no
+// longer running (failed empty: not checked), requires exact accounting with at most
+// maxDupFrac duplicates, and stops Spark and pullerd.
+func (w *world) finish(pub *publisher, timeout time.Duration, maxDupFrac float64, failed string) {
+	w.t.Helper()
+	published := pub.Wait()
+	r := w.drain(published, timeout)
+	w.stopChecker()
+	if failed != "" && !w.spark.alive() {
+		w.t.Errorf("%s: %v", failed, w.spark.waitErr)
+	}
+	w.requireExact(r, maxDupFrac)
+	w.stopSpark()
+	w.stopPullerd()
+}
+
 // requireExact fails the test unless the accounting is exact: nothing missing, unknown,
 // corrupt or unacked, no ack before commit, and at most maxDupFrac duplicates.
 func (w *world) requireExact(r report, maxDupFrac float64) {
