@@ -736,11 +736,26 @@ func (c *cluster) stopHost(h *simHost) {
 	}
 }
 
+// isAckID reports whether "<id>:<delivery>" is an ack id the emulator handed out: pstest
+// numbers deliveries from 1, up to the message's delivery count.
+func (c *cluster) isAckID(published map[string]sent, id, delivery string) bool {
+	if _, ok := published[id]; !ok {
+		return false
+	}
+	d, err := strconv.Atoi(delivery)
+	if err != nil || d < 1 {
+		return false
+	}
+	m := c.srv.Message(id)
+	return m != nil && d <= m.Deliveries
+}
+
 // heapScan dumps the driver's heap (every object, unreachable ones included) and looks for
 // strings shaped like the emulator's ack ids: pstest forms them as "<message id>:<delivery
 // count>", message ids as "m<n>" ("m12345:1"). The driver's canary ("m<canary>:7") must be
-// found: the check can fail. Any other match is a real ack id (if its message id was
-// published) or something else shaped like one (reported).
+// found: the check can fail. Any other match is a real ack id (its message id was published
+// and its delivery count is one the emulator handed out) or something else shaped like one,
+// such as a few bytes of binary data in the dump that happen to read "m91:0" (reported).
 func (c *cluster) heapScan(published map[string]sent) (canary int, real, other []string) {
 	c.t.Helper()
 	dump := filepath.Join(c.work, "tmp", "driver.hprof")
@@ -784,7 +799,7 @@ func (c *cluster) heapScan(published map[string]sent) (canary int, real, other [
 			canary++
 		case !seen[s]:
 			seen[s] = true
-			if _, ok := published[string(b[i:j])]; ok {
+			if c.isAckID(published, string(b[i:j]), string(b[j+1:k])) {
 				real = append(real, s)
 			} else {
 				other = append(other, s)
